@@ -1,0 +1,1 @@
+"""Integrations of :mod:`sparsecode` with application domains."""

@@ -1,0 +1,98 @@
+r"""Step sizes: upper bounds on the Lipschitz constant :math:`L = \|P^\top P\|_2` of :math:`\nabla f`.
+
+ISTA and FISTA take steps :math:`1/L`; an underestimated :math:`L` makes them diverge, so every estimate here errs
+upwards. :func:`power_iteration` estimates the top eigenvalue of :math:`G = P^\top P` with a fixed number of Lanczos
+steps (Krylov power iteration with full re-orthogonalisation: the Ritz value converges like
+:math:`\exp(-4k\sqrt{\text{gap}})` instead of plain power iteration's :math:`\exp(-2k\,\text{gap})`), with no host
+synchronisation and no early exit, and multiplies it by a small safety margin. It warm-starts from the previous
+call's top Ritz vector.
+"""
+from __future__ import annotations
+
+from typing import Callable, Sequence
+
+import torch
+
+__all__ = ["power_iteration", "DEFAULT_MARGIN"]
+
+#: multiplicative safety margin applied to the estimates
+DEFAULT_MARGIN = 1.002
+
+
+def power_iteration(
+    gram: Callable[[torch.Tensor], torch.Tensor],
+    probe_shape: Sequence[int],
+    vector_ndim: int,
+    *,
+    n_iter: int = 30,
+    init: torch.Tensor | None = None,
+    margin: float = DEFAULT_MARGIN,
+    dtype: torch.dtype = torch.float32,
+    device: torch.device | str | None = None,
+    generator: torch.Generator | None = None,
+) -> tuple[torch.Tensor, torch.Tensor]:
+    r"""Estimate the top eigenvalue of the symmetric PSD map ``gram`` (Lanczos-accelerated power iteration).
+
+    The probe has shape ``probe_shape``; its last ``vector_ndim`` dimensions form one vector and the leading dimensions
+    index independent operators (heads, batch entries), each estimated separately. With the Krylov basis
+    :math:`Q_k = [q_1, \dots, q_k]` built from :math:`q_1 = v/\|v\|`, the estimate is
+
+    .. math:: L = \mathrm{margin}\cdot\lambda_{\max}(Q_k^\top G Q_k) \;\le\; \mathrm{margin}\cdot\|G\|_2 .
+
+    Args:
+        gram: the map :math:`v \mapsto P^\top P v`.
+        probe_shape: the shape of a probe code.
+        vector_ndim: how many trailing dimensions form one vector.
+        n_iter: Krylov dimension (number of ``gram`` calls; fixed, so no host round trip).
+        init: warm start (a previous call's vector), used when its shape matches.
+        margin: safety factor ``>= 1`` applied to the estimate.
+        dtype, device, generator: for the random start.
+
+    Returns:
+        ``(L, v)``: ``L`` has shape ``probe_shape[:-vector_ndim] + (1,) * vector_ndim`` (broadcastable to codes) and
+        ``v`` is the top Ritz vector (pass it back as ``init`` to warm-start).
+    """
+    probe_shape = tuple(int(s) for s in probe_shape)
+    lead = probe_shape[: len(probe_shape) - vector_ndim]
+    vec_numel = 1
+    for s in probe_shape[len(lead):]:
+        vec_numel *= s
+    k = max(1, min(int(n_iter), vec_numel))
+    if init is not None and tuple(init.shape) == probe_shape:
+        v = init.detach().to(dtype=dtype, device=device)
+        # a warm start close to an eigenvector would stall the Krylov space: mix in a little noise
+        v = v + 1e-3 * v.flatten(len(lead)).norm(dim=-1).reshape(lead + (1,) * vector_ndim) * torch.randn(
+            probe_shape, dtype=dtype, device=device, generator=generator)
+    else:
+        v = torch.randn(probe_shape, dtype=dtype, device=device, generator=generator)
+    tiny = torch.finfo(dtype).tiny
+
+    def flat(t: torch.Tensor) -> torch.Tensor:
+        return t.reshape(lead + (vec_numel,))
+
+    with torch.no_grad():
+        q = flat(v)
+        q = q / q.norm(dim=-1, keepdim=True).clamp_min(tiny)
+        basis = [q]
+        alphas, betas = [], []
+        for j in range(k):
+            w = flat(gram(q.reshape(probe_shape)).to(dtype))
+            alphas.append((w * q).sum(dim=-1))
+            if j == k - 1:
+                break
+            Q = torch.stack(basis, dim=-1)  # (*lead, numel, j+1)
+            for _ in range(2):  # full re-orthogonalisation, twice for stability
+                w = w - (Q @ (Q.transpose(-1, -2) @ w.unsqueeze(-1))).squeeze(-1)
+            beta = w.norm(dim=-1)
+            betas.append(beta)
+            q = w / beta.unsqueeze(-1).clamp_min(tiny)
+            basis.append(q)
+        T = torch.diag_embed(torch.stack(alphas, dim=-1))
+        if betas:
+            off = torch.diag_embed(torch.stack(betas, dim=-1), offset=1)
+            T = T + off + off.transpose(-1, -2)
+        evals, evecs = torch.linalg.eigh(T)
+        top = evals[..., -1]
+        ritz = (torch.stack(basis, dim=-1) @ evecs[..., -1:]).squeeze(-1)
+    L = (top.clamp_min(0) * margin).reshape(lead + (1,) * vector_ndim)
+    return L, ritz.reshape(probe_shape)

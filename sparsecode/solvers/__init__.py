@@ -1,0 +1,19 @@
+"""Solvers, one file each, looked up by name through :data:`SOLVERS`."""
+from __future__ import annotations
+
+from .base import INITS, Solver
+from .fista import FISTA
+from .ista import ISTA
+from .lca import LCA, LCA_FORMS
+
+__all__ = ["Solver", "ISTA", "FISTA", "LCA", "SOLVERS", "get_solver", "INITS", "LCA_FORMS"]
+
+#: name → solver class, so configurations can say ``solver="fista"``
+SOLVERS: dict[str, type[Solver]] = {"ista": ISTA, "fista": FISTA, "lca": LCA}
+
+
+def get_solver(name: str, **kwargs) -> Solver:
+    """Build a solver by name (one of :data:`SOLVERS`)."""
+    if name not in SOLVERS:
+        raise ValueError(f"solver must be one of {sorted(SOLVERS)}, got {name!r}")
+    return SOLVERS[name](**kwargs)

@@ -1,0 +1,146 @@
+r"""The shared iteration loop of every solver.
+
+A solver minimises :math:`F(u) = \tfrac12\|Pu - x\|^2 + \lambda R(u)` for a bound dictionary (an
+:class:`~sparsecode.dictionaries.base.Operator`), a threshold (the prox of :math:`\lambda R`) and a signal batch ``x``
+whose first dimension indexes samples. Subclasses define one iteration (:meth:`Solver.init_state`,
+:meth:`Solver.step`, :meth:`Solver.code`); this base class runs it:
+
+* a fixed number of steps (``tol=None``: what a network layer wants, no host synchronisation), or
+* until every sample's optimality measure, relative to :math:`\|P^\top x\|_\infty`, is :math:`\le` ``tol``.
+  Converged samples stop changing (their state is frozen) while the others go on; the loop ends when all have
+  converged or ``max_iter`` is reached.
+
+The step size is :math:`1/L` with :math:`L` from ``op.lipschitz()`` unless ``step`` is given.
+"""
+from __future__ import annotations
+
+import abc
+from typing import Any
+
+import torch
+from torch import nn
+
+from .._validation import check_positive_int
+from ..dictionaries.base import Operator
+from ..objective import kkt_residual, objective, per_sample_max_abs
+from ..result import SolveResult, SolveTrace
+from ..thresholds import Threshold
+
+__all__ = ["Solver", "INITS"]
+
+#: how the code is initialised: zeros, :math:`P^\top x`, or :math:`\operatorname{prox}(P^\top x)` (the VARS start)
+INITS = ("zeros", "encode", "prox_encode")
+
+State = dict[str, torch.Tensor]
+
+
+def _per_sample_where(mask: torch.Tensor, new: torch.Tensor, old: torch.Tensor) -> torch.Tensor:
+    return torch.where(mask.reshape(mask.shape + (1,) * (new.ndim - 1)), new, old)
+
+
+class Solver(nn.Module, abc.ABC):
+    r"""Base class of iterative sparse-coding solvers.
+
+    Args:
+        max_iter: the largest number of iterations (the exact number when ``tol`` is ``None``).
+        tol: stop a sample when its optimality measure divided by :math:`\|P^\top x\|_\infty` is :math:`\le` tol.
+        step: a fixed step size; ``None`` uses :math:`1/L` with :math:`L` from the dictionary.
+        init: ``"zeros"``, ``"encode"`` (:math:`P^\top x`) or ``"prox_encode"``; a tensor passed to :meth:`solve`
+            overrides it.
+        check_every: test "all samples converged" (a host synchronisation) every this many iterations.
+    """
+
+    def __init__(self, max_iter: int = 100, tol: float | None = None, *, step: float | None = None,
+                 init: str = "zeros", check_every: int = 1) -> None:
+        super().__init__()
+        check_positive_int(max_iter, "max_iter")
+        check_positive_int(check_every, "check_every")
+        if tol is not None and (isinstance(tol, bool) or not isinstance(tol, (int, float)) or not tol > 0):
+            raise ValueError(f"tol must be a positive number or None, got {tol!r}")
+        if step is not None and (isinstance(step, bool) or not isinstance(step, (int, float)) or not step > 0):
+            raise ValueError(f"step must be a positive number or None, got {step!r}")
+        if init not in INITS:
+            raise ValueError(f"init must be one of {INITS}, got {init!r}")
+        self.max_iter, self.tol, self.step_size, self.init, self.check_every = max_iter, tol, step, init, check_every
+
+    # --- what a subclass defines --------------------------------------------------------------------------------------
+    @abc.abstractmethod
+    def init_state(self, op: Operator, x: torch.Tensor, b: torch.Tensor, threshold: Threshold,
+                   L: torch.Tensor, u0: torch.Tensor) -> State:
+        """The state before the first iteration, from the initial code ``u0``."""
+
+    @abc.abstractmethod
+    def step(self, op: Operator, x: torch.Tensor, b: torch.Tensor, threshold: Threshold, L: torch.Tensor,
+             state: State, need_measure: bool) -> tuple[State, torch.Tensor | None]:
+        """One iteration; returns the new state and, when asked, the per-sample optimality measure ``(B,)``."""
+
+    def code(self, state: State, threshold: Threshold, L: torch.Tensor) -> torch.Tensor:
+        """The code held by ``state`` (default: ``state["u"]``)."""
+        return state["u"]
+
+    # --- the loop -----------------------------------------------------------------------------------------------------
+    def lipschitz(self, op: Operator, x: torch.Tensor) -> torch.Tensor:
+        """:math:`L` as the solver uses it (``1/step`` when a step was given)."""
+        if self.step_size is not None:
+            return torch.tensor(1.0 / self.step_size, dtype=x.dtype, device=x.device)
+        L = op.lipschitz()
+        return L.to(device=x.device, dtype=x.dtype if x.dtype in (torch.float32, torch.float64) else torch.float32)
+
+    def initial_code(self, op: Operator, b: torch.Tensor, threshold: Threshold,
+                     init: torch.Tensor | None) -> torch.Tensor:
+        if init is not None:
+            if tuple(init.shape) != tuple(b.shape):
+                raise ValueError(f"init must have the code's shape {tuple(b.shape)}, got {tuple(init.shape)}")
+            return init
+        if self.init == "encode":
+            return b
+        if self.init == "prox_encode":
+            return threshold.prox(b, 1.0)
+        return torch.zeros_like(b)
+
+    def solve(self, op: Operator, x: torch.Tensor, threshold: Threshold, *, init: torch.Tensor | None = None,
+              trace: bool = False) -> SolveResult:
+        r"""Minimise :math:`\tfrac12\|Pu - x\|^2 + \lambda R(u)` for each sample of ``x``.
+
+        Args:
+            op: a bound dictionary (``dictionary.bind(context)``).
+            x: signals, first dimension = samples.
+            threshold: the prox of :math:`\lambda R`.
+            init: an initial code (overrides the solver's ``init``).
+            trace: record the objective and KKT residual at every iteration (costs extra products).
+        """
+        b = op.encode(x)
+        L = self.lipschitz(op, x)
+        state = self.init_state(op, x, b, threshold, L, self.initial_code(op, b, threshold, init))
+        n_samples = x.shape[0]
+        active = torch.ones(n_samples, dtype=torch.bool, device=x.device)
+        converged = torch.zeros_like(active)
+        iters = torch.zeros(n_samples, dtype=torch.long, device=x.device)
+        scale = per_sample_max_abs(b.detach()).clamp_min(torch.finfo(torch.float32).tiny)
+        objs, kkts = [], []
+        n_iter = 0
+        for k in range(self.max_iter):
+            new_state, measure = self.step(op, x, b, threshold, L, state, need_measure=self.tol is not None)
+            n_iter = k + 1
+            if self.tol is None:
+                state = new_state
+                iters += 1
+            else:
+                state = {key: _per_sample_where(active, new_state[key], state[key]) for key in state}
+                iters += active.long()
+                now = (measure.detach() / scale) <= self.tol
+                converged |= active & now
+                active = active & ~now
+            if trace:
+                with torch.no_grad():
+                    u = self.code(state, threshold, L)
+                    objs.append(objective(op, x, u, threshold))
+                    kkts.append(kkt_residual(op, x, u, threshold, b))
+            if self.tol is not None and (k + 1) % self.check_every == 0 and not bool(active.any()):
+                break
+        result_trace = SolveTrace(torch.stack(objs), torch.stack(kkts)) if trace else None
+        return SolveResult(code=self.code(state, threshold, L), n_iter=n_iter, converged=converged,
+                           n_iter_per_sample=iters, trace=result_trace, state=state)
+
+    def extra_repr(self) -> str:
+        return f"max_iter={self.max_iter}, tol={self.tol}, step={self.step_size}, init={self.init!r}"

@@ -1,0 +1,186 @@
+r"""Thresholds: the proximal maps of sparsity penalties.
+
+A threshold owns the penalty weight :math:`\lambda` and computes
+
+.. math:: \operatorname{prox}_{s\,\lambda R}(v) = \arg\min_u \tfrac12\|u - v\|^2 + s\,\lambda R(u),
+
+for a step :math:`s` (solvers pass :math:`s = 1/L`). :math:`\lambda` may be a scalar, a tensor broadcastable to the
+code (per atom, per head, ...), fixed or learnable. A negative :math:`\lambda` is an error; a learnable one is clamped at 0
+when used.
+"""
+from __future__ import annotations
+
+import abc
+import math
+
+import torch
+from torch import nn
+import torch.nn.functional as F
+
+from ._validation import check_nonnegative
+
+__all__ = [
+    "Threshold",
+    "SoftThreshold",
+    "NonNegSoftThreshold",
+    "HardThreshold",
+    "SmoothSoftThreshold",
+    "THRESHOLDS",
+    "get_threshold",
+]
+
+
+def _per_sample_sum(t: torch.Tensor) -> torch.Tensor:
+    return t.reshape(t.shape[0], -1).sum(dim=1) if t.ndim > 1 else t
+
+
+def _per_sample_max(t: torch.Tensor) -> torch.Tensor:
+    return t.reshape(t.shape[0], -1).amax(dim=1) if t.ndim > 1 else t
+
+
+class Threshold(nn.Module, abc.ABC):
+    r"""Base class: the proximal map of :math:`s\,\lambda R` and the penalty :math:`\lambda R(u)`.
+
+    Args:
+        lam: the penalty weight :math:`\lambda \ge 0`: a float or a tensor broadcastable to the code.
+        learnable: make :math:`\lambda` an ``nn.Parameter``.
+    """
+
+    #: whether the penalty is convex (its KKT residual is a certificate of optimality)
+    convex: bool = True
+
+    def __init__(self, lam: float | torch.Tensor = 0.1, *, learnable: bool = False) -> None:
+        super().__init__()
+        check_nonnegative(lam, "lam")
+        # a fixed lambda keeps full (float64) precision and is cast to the code's dtype at use
+        if isinstance(lam, torch.Tensor):
+            lam_t = lam.detach().clone()
+            lam_t = lam_t if lam_t.is_floating_point() else lam_t.to(torch.get_default_dtype())
+        else:
+            lam_t = torch.tensor(float(lam), dtype=torch.get_default_dtype() if learnable else torch.float64)
+        if learnable:
+            self.lam_param = nn.Parameter(lam_t)
+        else:
+            self.register_buffer("lam_param", lam_t)
+        self.learnable = learnable
+
+    @property
+    def lam(self) -> torch.Tensor:
+        """The current :math:`\\lambda` (clamped at 0 when learnable)."""
+        return self.lam_param.clamp_min(0) if self.learnable else self.lam_param
+
+    def _lam_like(self, v: torch.Tensor) -> torch.Tensor:
+        lam = self.lam
+        if lam.dtype != v.dtype and v.is_floating_point():
+            lam = lam.to(v.dtype)
+        return lam
+
+    @abc.abstractmethod
+    def prox(self, v: torch.Tensor, step: float | torch.Tensor = 1.0) -> torch.Tensor:
+        r"""Return :math:`\operatorname{prox}_{s\lambda R}(v)` with ``s = step``."""
+
+    @abc.abstractmethod
+    def penalty(self, u: torch.Tensor) -> torch.Tensor:
+        r"""Return :math:`\lambda R(u)` per sample (summed over every dimension but the first), shape ``(B,)``."""
+
+    def kkt_residual(self, u: torch.Tensor, grad: torch.Tensor) -> torch.Tensor:
+        r"""Per-sample violation of :math:`0 \in \nabla f(u) + \lambda\partial R(u)`, shape ``(B,)``.
+
+        ``grad`` is :math:`\nabla f(u) = P^\top(Pu - x)`. The default is the norm of the proximal-gradient mapping
+        :math:`\|u - \operatorname{prox}_{R\lambda}(u - \nabla f(u))\|_\infty`, zero exactly at fixed points.
+        """
+        return _per_sample_max((u - self.prox(u - grad, 1.0)).abs())
+
+    def extra_repr(self) -> str:
+        lam = self.lam_param
+        return f"lam={lam.item():g}" if lam.numel() == 1 else f"lam=tensor{tuple(lam.shape)}"
+
+
+class SoftThreshold(Threshold):
+    r"""Soft threshold, the prox of the :math:`\ell_1` norm:
+    :math:`T_{s\lambda}(v) = \operatorname{sign}(v)\,(|v| - s\lambda)_+`, penalty :math:`\lambda\|u\|_1`."""
+
+    def prox(self, v: torch.Tensor, step: float | torch.Tensor = 1.0) -> torch.Tensor:
+        t = self._lam_like(v) * step
+        # v - clamp(v, -t, t) == sign(v) * relu(|v| - t), in one fused-friendly expression
+        return v - torch.maximum(torch.minimum(v, t), -t)
+
+    def penalty(self, u: torch.Tensor) -> torch.Tensor:
+        return _per_sample_sum(self._lam_like(u) * u.abs())
+
+    def kkt_residual(self, u: torch.Tensor, grad: torch.Tensor) -> torch.Tensor:
+        r"""KKT residual of the Lasso: :math:`|g_i + \lambda\,\mathrm{sign}(u_i)|` where :math:`u_i \ne 0`,
+        :math:`(|g_i| - \lambda)_+` where :math:`u_i = 0`; the per-sample maximum."""
+        lam = self._lam_like(u)
+        active = u != 0
+        viol = torch.where(active, (grad + lam * torch.sign(u)).abs(), (grad.abs() - lam).clamp_min(0))
+        return _per_sample_max(viol)
+
+
+class NonNegSoftThreshold(Threshold):
+    r"""Non-negative soft threshold :math:`(v - s\lambda)_+`: the prox of
+    :math:`\lambda\sum_i u_i + \iota_{u \ge 0}(u)` (non-negative Lasso)."""
+
+    def prox(self, v: torch.Tensor, step: float | torch.Tensor = 1.0) -> torch.Tensor:
+        return torch.relu(v - self._lam_like(v) * step)
+
+    def penalty(self, u: torch.Tensor) -> torch.Tensor:
+        if bool((u < 0).any()):
+            return torch.full((u.shape[0],), math.inf, dtype=u.dtype, device=u.device)
+        return _per_sample_sum(self._lam_like(u) * u)
+
+    def kkt_residual(self, u: torch.Tensor, grad: torch.Tensor) -> torch.Tensor:
+        r"""KKT residual: :math:`|g_i + \lambda|` where :math:`u_i > 0`, :math:`(-(g_i + \lambda))_+` where
+        :math:`u_i = 0`, and :math:`|u_i|` where :math:`u_i < 0` (infeasible); the per-sample maximum."""
+        lam = self._lam_like(u)
+        r = grad + lam
+        viol = torch.where(u > 0, r.abs(), torch.where(u == 0, (-r).clamp_min(0), u.abs()))
+        return _per_sample_max(viol)
+
+
+class HardThreshold(Threshold):
+    r"""Hard threshold, the prox of :math:`\lambda\|u\|_0`: :math:`v\,\mathbb 1[|v| > \sqrt{2 s \lambda}]`.
+
+    The penalty is non-convex: solvers reach a fixed point (a local minimiser), not necessarily the global one.
+    """
+
+    convex = False
+
+    def prox(self, v: torch.Tensor, step: float | torch.Tensor = 1.0) -> torch.Tensor:
+        t = torch.sqrt(2 * self._lam_like(v) * step)
+        return v * (v.abs() > t).to(v.dtype)
+
+    def penalty(self, u: torch.Tensor) -> torch.Tensor:
+        return _per_sample_sum(self._lam_like(u) * (u != 0).to(u.dtype))
+
+
+class SmoothSoftThreshold(Threshold):
+    r"""Smoothed soft threshold of the original VARS code: :math:`\operatorname{sign}(v)\,\mathrm{GELU}(|v| - s\lambda)`.
+
+    Not the prox of a known penalty; it approximates :math:`T_{s\lambda}` (equal for :math:`|v| - s\lambda \gg 1`).
+    :meth:`penalty` reports :math:`\lambda\|u\|_1`, the penalty it stands in for.
+    """
+
+    convex = False
+
+    def prox(self, v: torch.Tensor, step: float | torch.Tensor = 1.0) -> torch.Tensor:
+        return torch.sign(v) * F.gelu(v.abs() - self._lam_like(v) * step)
+
+    def penalty(self, u: torch.Tensor) -> torch.Tensor:
+        return _per_sample_sum(self._lam_like(u) * u.abs())
+
+
+#: name → threshold class, so configurations can say ``threshold="soft"``
+THRESHOLDS: dict[str, type[Threshold]] = {
+    "soft": SoftThreshold,
+    "nonneg_soft": NonNegSoftThreshold,
+    "hard": HardThreshold,
+    "smooth_soft": SmoothSoftThreshold,
+}
+
+
+def get_threshold(name: str, **kwargs) -> Threshold:
+    """Build a threshold by name (one of :data:`THRESHOLDS`)."""
+    if name not in THRESHOLDS:
+        raise ValueError(f"threshold must be one of {sorted(THRESHOLDS)}, got {name!r}")
+    return THRESHOLDS[name](**kwargs)

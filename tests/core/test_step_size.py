@@ -1,0 +1,53 @@
+"""Step sizes: power iteration never underestimates L, stays close to it, warm-starts; analytic and user values."""
+from __future__ import annotations
+
+import torch
+from hypothesis import given, strategies as st
+
+from sparsecode import DCTDictionary, FISTA, LinearDictionary, power_iteration
+
+
+@given(seed=st.integers(0, 10_000), n=st.integers(2, 30), m=st.integers(1, 30), heads=st.sampled_from([None, 1, 3]))
+def test_power_iteration_bounds_the_true_lipschitz_constant(seed, n, m, heads):
+    g = torch.Generator().manual_seed(seed)
+    d = LinearDictionary(n, m, n_heads=heads, generator=g, dtype=torch.float64)
+    true = torch.linalg.matrix_norm(d.weight.detach(), ord=2) ** 2
+    L = d.lipschitz().reshape(-1)
+    assert torch.all(L >= true.reshape(-1) * (1 - 1e-12))
+    assert torch.all(L <= true.reshape(-1) * 1.01)
+
+
+def test_power_iteration_warm_starts_from_the_previous_vector():
+    d = LinearDictionary(20, 30, dtype=torch.float64)
+    assert d._power_vector is None
+    d.lipschitz()
+    v = d._power_vector.clone()
+    calls = []
+    L2, v2 = power_iteration(lambda u: (calls.append(1), u @ (d.weight.T @ d.weight).detach())[1], (30,), 1,
+                             n_iter=3, init=v, dtype=torch.float64)
+    true = torch.linalg.matrix_norm(d.weight.detach(), ord=2) ** 2
+    assert abs(L2.item() / true.item() - 1) < 0.01  # 3 warm Krylov steps suffice
+    assert len(calls) == 3
+
+
+def test_exact_row_sum_and_user_values():
+    d = LinearDictionary(10, 7, dtype=torch.float64, lipschitz="exact")
+    true = torch.linalg.matrix_norm(d.weight.detach(), ord=2) ** 2
+    assert torch.allclose(d.lipschitz(), true, rtol=1e-5)
+    row = LinearDictionary(weight=d.weight.detach(), lipschitz="row_sum").lipschitz()
+    assert row >= true * (1 - 1e-12)
+    assert LinearDictionary(weight=d.weight.detach(), lipschitz=3.5).lipschitz().item() == 3.5
+    assert DCTDictionary(8).lipschitz().item() == 1.0
+
+
+def test_solver_step_overrides_the_dictionary():
+    d = LinearDictionary(6, 4, dtype=torch.float64)
+    assert FISTA(step=0.25).lipschitz(d.bind(), torch.zeros(1, 6, dtype=torch.float64)).item() == 4.0
+
+
+def test_per_head_lipschitz_broadcasts_against_codes():
+    d = LinearDictionary(8, 5, n_heads=3, dtype=torch.float64)
+    L = d.lipschitz()
+    assert L.shape == (3, 1)
+    code = torch.zeros(2, 3, 5, dtype=torch.float64)
+    assert (code / L).shape == code.shape
