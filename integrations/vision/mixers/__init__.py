@@ -1,0 +1,196 @@
+"""Token mixers and the one factory every model family builds them through.
+
+A mixer maps tokens ``(B, N, C)`` to tokens ``(B, N, C)``. Mixer kinds are looked up by name
+in a table of constructors; each constructor has the signature of :data:`MixerConstructor`::
+
+    constructor(dim, num_heads, grid_size, variant, *, qkv_bias, attn_drop, proj_drop, seed, **extra)
+
+Adding a kind (e.g. the VARS mixers) is one call, ``register_mixer("vars_d", build_vars_d)``, followed
+by :func:`integrations.vision.models.register_models` to publish the new timm model names.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Protocol
+
+from torch import nn
+
+from .attention import PerformerAttention, SelfAttention, positive_random_features
+from .global_filter import GlobalFilter
+
+__all__ = [
+    "MixerConstructor",
+    "VARIANTS",
+    "SelfAttention",
+    "PerformerAttention",
+    "GlobalFilter",
+    "positive_random_features",
+    "build_mixer",
+    "register_mixer",
+    "available_mixers",
+]
+
+VARIANTS: tuple[str, ...] = ("original", "paper")
+"""Configurations a mixer kind may offer: ``original`` (the released VARS code) or ``paper`` (its equations)."""
+
+
+class MixerConstructor(Protocol):
+    """Signature of an entry of the mixer table: builds one ``(B, N, C) -> (B, N, C)`` module."""
+
+    def __call__(
+        self,
+        dim: int,
+        num_heads: int,
+        grid_size: tuple[int, int],
+        variant: str,
+        *,
+        qkv_bias: bool,
+        attn_drop: float,
+        proj_drop: float,
+        seed: int,
+        **extra: Any,
+    ) -> nn.Module: ...
+
+
+def _reject_extra(kind: str, extra: dict[str, Any]) -> None:
+    """Raise if a kind that takes no extra options receives some."""
+    if extra:
+        raise TypeError(f"mixer kind {kind!r} takes no extra options, got {sorted(extra)}")
+
+
+def _build_self_attention(
+    dim: int,
+    num_heads: int,
+    grid_size: tuple[int, int],
+    variant: str,
+    *,
+    qkv_bias: bool,
+    attn_drop: float,
+    proj_drop: float,
+    seed: int,
+    **extra: Any,
+) -> nn.Module:
+    """Softmax self-attention; grid, variant and seed do not affect it."""
+    _reject_extra("self", extra)
+    return SelfAttention(dim, num_heads, qkv_bias=qkv_bias, attn_drop=attn_drop, proj_drop=proj_drop)
+
+
+def _build_performer(
+    dim: int,
+    num_heads: int,
+    grid_size: tuple[int, int],
+    variant: str,
+    *,
+    qkv_bias: bool,
+    attn_drop: float,
+    proj_drop: float,
+    seed: int,
+    **extra: Any,
+) -> nn.Module:
+    """Performer attention; ``extra`` may hold ``feature_ratio``."""
+    allowed = {"feature_ratio"}
+    _reject_extra("perf", {k: v for k, v in extra.items() if k not in allowed})
+    return PerformerAttention(
+        dim, num_heads, qkv_bias=qkv_bias, attn_drop=attn_drop, proj_drop=proj_drop, seed=seed, **extra
+    )
+
+
+def _build_global_filter(
+    dim: int,
+    num_heads: int,
+    grid_size: tuple[int, int],
+    variant: str,
+    *,
+    qkv_bias: bool,
+    attn_drop: float,
+    proj_drop: float,
+    seed: int,
+    **extra: Any,
+) -> nn.Module:
+    """GFNet's global filter; it has no heads, no projections and no dropout, so those options are unused."""
+    _reject_extra("gfnet_filter", extra)
+    return GlobalFilter(dim, grid_size, seed=seed)
+
+
+_MIXERS: dict[str, MixerConstructor] = {
+    "self": _build_self_attention,
+    "perf": _build_performer,
+    "gfnet_filter": _build_global_filter,
+}
+
+
+def available_mixers() -> tuple[str, ...]:
+    """Names of the mixer kinds that :func:`build_mixer` can build now, in registration order."""
+    return tuple(_MIXERS)
+
+
+def register_mixer(kind: str, constructor: MixerConstructor, *, overwrite: bool = False) -> None:
+    """Add ``kind`` → ``constructor`` to the mixer table.
+
+    Args:
+        kind: the name models and configs use (e.g. ``"vars_sd"``); lowercase letters, digits, ``_``.
+        constructor: callable with the :data:`MixerConstructor` signature.
+        overwrite: replace an existing entry instead of raising.
+    """
+    if not isinstance(kind, str) or not kind or not all(c.islower() or c.isdigit() or c == "_" for c in kind):
+        raise ValueError(f"kind must be a non-empty lowercase identifier, got {kind!r}")
+    if not callable(constructor):
+        raise TypeError(f"constructor must be callable, got {type(constructor).__name__}")
+    if kind in _MIXERS and not overwrite:
+        raise ValueError(f"mixer kind {kind!r} is already registered; pass overwrite=True to replace it")
+    _MIXERS[kind] = constructor
+
+
+def build_mixer(
+    kind: str,
+    dim: int,
+    num_heads: int,
+    grid_size: int | tuple[int, int],
+    variant: str = "original",
+    *,
+    qkv_bias: bool = True,
+    attn_drop: float = 0.0,
+    proj_drop: float = 0.0,
+    seed: int = 0,
+    **extra: Any,
+) -> nn.Module:
+    """Build the token mixer ``kind``: a module mapping tokens ``(B, N, dim)`` on an ``h × w`` grid to ``(B, N, dim)``.
+
+    Args:
+        kind: a name from :func:`available_mixers` (``"self"``, ``"perf"``, ``"gfnet_filter"``, …).
+        dim: token width.
+        num_heads: number of heads (ignored by head-less mixers such as the global filter).
+        grid_size: token grid ``(h, w)`` or ``h`` for a square grid; N = h·w.
+        variant: ``"original"`` (released VARS code) or ``"paper"`` (paper equations); only VARS kinds differ.
+        qkv_bias: whether query/key/value projections have a bias.
+        attn_drop: attention-weight dropout probability.
+        proj_drop: output-projection dropout probability.
+        seed: seed of any fixed random quantity of the mixer (e.g. the Performer projection).
+        **extra: kind-specific options, passed to the constructor.
+
+    Returns:
+        The mixer module.
+    """
+    if kind not in _MIXERS:
+        raise ValueError(f"unknown mixer kind {kind!r}; available kinds: {', '.join(available_mixers())}")
+    if variant not in VARIANTS:
+        raise ValueError(f"variant must be one of {VARIANTS}, got {variant!r}")
+    if isinstance(grid_size, int) and not isinstance(grid_size, bool):
+        grid = (grid_size, grid_size)
+    elif isinstance(grid_size, (tuple, list)) and len(grid_size) == 2:
+        grid = (int(grid_size[0]), int(grid_size[1]))
+    else:
+        raise ValueError(f"grid_size must be an int or a (height, width) pair, got {grid_size!r}")
+    if min(grid) <= 0:
+        raise ValueError(f"grid_size must be positive, got {grid_size!r}")
+    return _MIXERS[kind](
+        dim,
+        num_heads,
+        grid,
+        variant,
+        qkv_bias=qkv_bias,
+        attn_drop=attn_drop,
+        proj_drop=proj_drop,
+        seed=seed,
+        **extra,
+    )
