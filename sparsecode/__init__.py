@@ -6,12 +6,26 @@ assembled from a dictionary :math:`P`, a solver and a threshold (the prox of :ma
 """
 from __future__ import annotations
 
-from .dictionaries import DICTIONARIES, DCTDictionary, DenseOperator, Dictionary, LinearDictionary, Operator
+from .adjoint import check_adjoint, materialize
+from .dictionaries import (
+    DICTIONARIES,
+    ConcatDictionary,
+    ConvDictionary,
+    DCTDictionary,
+    DenseOperator,
+    Dictionary,
+    FFTConvDictionary,
+    LinearDictionary,
+    Operator,
+    PerformerDictionary,
+    positive_random_features,
+)
+from .differentiation import implicit_code, proximal_gradient_map
 from .layer import DIFFERENTIATION_MODES, SparseReconstruction
 from .lipschitz import power_iteration
 from .objective import kkt_residual, objective
 from .result import SolveResult, SolveTrace
-from .solvers import FISTA, ISTA, LCA, SOLVERS, Solver, get_solver
+from .solvers import FISTA, ISTA, LCA, SOLVERS, LearnedISTA, Solver, get_solver
 from .thresholds import (
     THRESHOLDS,
     HardThreshold,
@@ -33,12 +47,18 @@ __all__ = [
     "DenseOperator",
     "LinearDictionary",
     "DCTDictionary",
+    "ConvDictionary",
+    "FFTConvDictionary",
+    "PerformerDictionary",
+    "ConcatDictionary",
+    "positive_random_features",
     "DICTIONARIES",
     # solvers
     "Solver",
     "ISTA",
     "FISTA",
     "LCA",
+    "LearnedISTA",
     "SOLVERS",
     "get_solver",
     # thresholds
@@ -55,4 +75,9 @@ __all__ = [
     "objective",
     "kkt_residual",
     "power_iteration",
+    "materialize",
+    "check_adjoint",
+    # differentiation
+    "implicit_code",
+    "proximal_gradient_map",
 ]

@@ -16,7 +16,7 @@ __all__ = ["objective", "kkt_residual", "per_sample_max_abs"]
 
 def per_sample_max_abs(t: torch.Tensor) -> torch.Tensor:
     r""":math:`\max_i |t_{b,i}|` for every sample ``b`` (shape ``(B,)``)."""
-    return t.reshape(t.shape[0], -1).abs().amax(dim=1)
+    return torch.linalg.vector_norm(t.reshape(t.shape[0], -1), ord=float("inf"), dim=1)
 
 
 def objective(op: Operator, x: torch.Tensor, u: torch.Tensor, threshold: Threshold) -> torch.Tensor:

@@ -38,6 +38,12 @@ def _per_sample_max(t: torch.Tensor) -> torch.Tensor:
     return t.reshape(t.shape[0], -1).amax(dim=1) if t.ndim > 1 else t
 
 
+def _single_pass_ok(v: torch.Tensor, t: torch.Tensor) -> bool:
+    # F.softshrink takes a Python number: usable for a scalar threshold that needs no gradient, on the CPU
+    return (v.device.type == "cpu" and v.is_floating_point() and t.numel() == 1
+            and not (t.requires_grad and torch.is_grad_enabled()))
+
+
 class Threshold(nn.Module, abc.ABC):
     r"""Base class: the proximal map of :math:`s\,\lambda R` and the penalty :math:`\lambda R(u)`.
 
@@ -102,6 +108,9 @@ class SoftThreshold(Threshold):
 
     def prox(self, v: torch.Tensor, step: float | torch.Tensor = 1.0) -> torch.Tensor:
         t = self._lam_like(v) * step
+        if _single_pass_ok(v, t):
+            # a single kernel; reading the scalar threshold costs no device synchronisation on the CPU
+            return F.softshrink(v, float(t))
         # v - clamp(v, -t, t) == sign(v) * relu(|v| - t), in one fused-friendly expression
         return v - torch.maximum(torch.minimum(v, t), -t)
 

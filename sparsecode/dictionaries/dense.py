@@ -8,7 +8,8 @@ Two signal layouts are supported:
   in VARS-D), so every product is a single batched matmul.
 
 ``decode(u) = P u``, ``encode(x) = P^T x``, ``gram(u) = P^T P u`` through the cached Gram matrix
-:math:`G = P^\top P` when it is cheaper than two products.
+:math:`G = P^\top P` when it is cheaper than two products. ``gradient_step(u, b, L)`` fuses a whole gradient step
+:math:`u - (Gu - b)/L = u\,(I - G/L) + b/L` into one matrix multiply-add for a single matrix and a scalar :math:`L`.
 """
 from __future__ import annotations
 
@@ -56,6 +57,11 @@ class DenseOperator:
         self.lipschitz_mode = lipschitz
         self.warm_start = warm_start
         self.power_iterations = power_iterations
+        # gradient_step's per-solve constants, keyed by the identity of the L (and b) tensors they were built from
+        self._step_matrix_key: torch.Tensor | None = None
+        self._step_matrix: torch.Tensor | None = None
+        self._step_offset_key: tuple[torch.Tensor, torch.Tensor] | None = None
+        self._step_offset: torch.Tensor | None = None
 
     # the "one vector per matrix" layout needs a singleton signal axis for matmul, except for a single matrix
     def _apply(self, mat: torch.Tensor, v: torch.Tensor) -> torch.Tensor:
@@ -73,6 +79,37 @@ class DenseOperator:
         if self._gram_matrix is not None:
             return self._apply(self._gram_matrix, u)  # G is symmetric: u G = (G u^T)^T
         return self.encode(self.decode(u))
+
+    def gradient_step(self, u: torch.Tensor, b: torch.Tensor, L: torch.Tensor) -> torch.Tensor:
+        r"""The gradient step :math:`u - (P^\top P u - b)/L` of :math:`\tfrac12\|Pu - x\|^2` with :math:`b = P^\top x`.
+
+        For a single matrix with a cached Gram matrix and a scalar ``L`` it is one fused multiply-add
+        :math:`u\,M + c` with :math:`M = I - G/L` and :math:`c = b/L`, both built once per ``(L, b)`` pair (solvers
+        pass the same tensors at every iteration); otherwise it is computed term by term.
+
+        Args:
+            u: codes, ``(..., n_atoms)``.
+            b: :math:`P^\top x`, the shape of ``u``.
+            L: the step-size constant, a tensor broadcastable against ``u``.
+        """
+        fused = (self._gram_matrix is not None and self._gram_matrix.ndim == 2 and L.numel() == 1
+                 and u.shape == b.shape and u.ndim == 2 and u.dtype == self._gram_matrix.dtype == b.dtype)
+        if not fused:
+            return u - (self.gram(u) - b) / L
+        # constants built without a graph (e.g. the no-grad part of a truncated solve) are rebuilt once grad is on
+        stale = (torch.is_grad_enabled() and self._gram_matrix.requires_grad and self._step_matrix is not None
+                 and not self._step_matrix.requires_grad)
+        if self._step_matrix_key is not L or stale:
+            g = self._gram_matrix
+            self._step_matrix = torch.eye(g.shape[0], dtype=g.dtype, device=g.device) - g / L.to(g.dtype)
+            self._step_matrix_key = L
+        key = self._step_offset_key
+        stale = (torch.is_grad_enabled() and b.requires_grad and self._step_offset is not None
+                 and not self._step_offset.requires_grad)
+        if key is None or key[0] is not b or key[1] is not L or stale:
+            self._step_offset = b / L
+            self._step_offset_key = (b, L)
+        return torch.addmm(self._step_offset, u, self._step_matrix)
 
     def gram_matrix(self) -> torch.Tensor:
         r""":math:`G = P^\top P`, shape ``(*batch, n_atoms, n_atoms)``."""

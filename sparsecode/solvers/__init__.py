@@ -5,11 +5,13 @@ from .base import INITS, Solver
 from .fista import FISTA
 from .ista import ISTA
 from .lca import LCA, LCA_FORMS
+from .learned import LEARNED_STEP_SIZES, LearnedISTA
 
-__all__ = ["Solver", "ISTA", "FISTA", "LCA", "SOLVERS", "get_solver", "INITS", "LCA_FORMS"]
+__all__ = ["Solver", "ISTA", "FISTA", "LCA", "LearnedISTA", "SOLVERS", "get_solver", "INITS", "LCA_FORMS",
+           "LEARNED_STEP_SIZES"]
 
 #: name → solver class, so configurations can say ``solver="fista"``
-SOLVERS: dict[str, type[Solver]] = {"ista": ISTA, "fista": FISTA, "lca": LCA}
+SOLVERS: dict[str, type[Solver]] = {"ista": ISTA, "fista": FISTA, "lca": LCA, "learned_ista": LearnedISTA}
 
 
 def get_solver(name: str, **kwargs) -> Solver:

@@ -22,6 +22,7 @@ from torch import nn
 
 from .._validation import check_positive_int
 from ..dictionaries.base import Operator
+from ..dictionaries.dense import DenseOperator
 from ..objective import kkt_residual, objective, per_sample_max_abs
 from ..result import SolveResult, SolveTrace
 from ..thresholds import Threshold
@@ -36,6 +37,21 @@ State = dict[str, torch.Tensor]
 
 def _per_sample_where(mask: torch.Tensor, new: torch.Tensor, old: torch.Tensor) -> torch.Tensor:
     return torch.where(mask.reshape(mask.shape + (1,) * (new.ndim - 1)), new, old)
+
+
+def _gradient_step(op: Operator, u: torch.Tensor, b: torch.Tensor, L: torch.Tensor) -> torch.Tensor:
+    r""":math:`u - (P^\top P u - b)/L`, fused into one multiply-add where the operator offers it."""
+    fused = getattr(op, "gradient_step", None)
+    if fused is not None:
+        return fused(u, b, L)
+    return u - (op.gram(u) - b) / L
+
+
+def _max_abs_times(t: torch.Tensor, L: torch.Tensor) -> torch.Tensor:
+    r"""Per-sample :math:`\max_i |L\,t_i|`; a scalar :math:`L` scales the ``(B,)`` maxima instead of the tensor."""
+    if L.numel() == 1:
+        return per_sample_max_abs(t) * L.reshape(()).to(t.dtype)
+    return per_sample_max_abs(t * L)
 
 
 class Solver(nn.Module, abc.ABC):
@@ -99,7 +115,7 @@ class Solver(nn.Module, abc.ABC):
         return torch.zeros_like(b)
 
     def solve(self, op: Operator, x: torch.Tensor, threshold: Threshold, *, init: torch.Tensor | None = None,
-              trace: bool = False) -> SolveResult:
+              trace: bool = False, grad_steps: int | None = None) -> SolveResult:
         r"""Minimise :math:`\tfrac12\|Pu - x\|^2 + \lambda R(u)` for each sample of ``x``.
 
         Args:
@@ -108,7 +124,11 @@ class Solver(nn.Module, abc.ABC):
             threshold: the prox of :math:`\lambda R`.
             init: an initial code (overrides the solver's ``init``).
             trace: record the objective and KKT residual at every iteration (costs extra products).
+            grad_steps: record the autograd graph only through the iterations ``k >= max_iter - grad_steps``
+                (truncated backpropagation; ``None``: every iteration).
         """
+        check_positive_int(grad_steps, "grad_steps", allow_none=True)
+        grad_enabled = torch.is_grad_enabled()
         b = op.encode(x)
         L = self.lipschitz(op, x)
         state = self.init_state(op, x, b, threshold, L, self.initial_code(op, b, threshold, init))
@@ -117,16 +137,25 @@ class Solver(nn.Module, abc.ABC):
         converged = torch.zeros_like(active)
         iters = torch.zeros(n_samples, dtype=torch.long, device=x.device)
         scale = per_sample_max_abs(b.detach()).clamp_min(torch.finfo(torch.float32).tiny)
+        if not trace and self._can_compact(op, x, b, threshold, L, state):
+            return self._solve_compacted(op, x, b, threshold, L, state, scale)
         objs, kkts = [], []
         n_iter = 0
         for k in range(self.max_iter):
-            new_state, measure = self.step(op, x, b, threshold, L, state, need_measure=self.tol is not None)
+            record = grad_enabled and (grad_steps is None or k >= self.max_iter - grad_steps)
+            with torch.set_grad_enabled(record):
+                new_state, measure = self.step(op, x, b, threshold, L, state, need_measure=self.tol is not None)
             n_iter = k + 1
             if self.tol is None:
                 state = new_state
                 iters += 1
             else:
-                state = {key: _per_sample_where(active, new_state[key], state[key]) for key in state}
+                # freezing converged samples is a no-op while all are active (checked for free on the CPU only:
+                # elsewhere it would be a host synchronisation per iteration)
+                if x.device.type == "cpu" and bool(active.all()):
+                    state = new_state
+                else:
+                    state = {key: _per_sample_where(active, new_state[key], state[key]) for key in state}
                 iters += active.long()
                 now = (measure.detach() / scale) <= self.tol
                 converged |= active & now
@@ -141,6 +170,68 @@ class Solver(nn.Module, abc.ABC):
         result_trace = SolveTrace(torch.stack(objs), torch.stack(kkts)) if trace else None
         return SolveResult(code=self.code(state, threshold, L), n_iter=n_iter, converged=converged,
                            n_iter_per_sample=iters, trace=result_trace, state=state)
+
+    # --- the same loop, dropping converged samples from the batch --------------------------------------------------------
+    #: whether one iteration treats the rows of (x, b, state) independently given a shared operator, threshold and L
+    #: (then converged rows can leave the batch instead of being recomputed and frozen)
+    _rows_independent: bool = False
+
+    def _can_compact(self, op: Operator, x: torch.Tensor, b: torch.Tensor, threshold: Threshold, L: torch.Tensor,
+                     state: State) -> bool:
+        # a tolerance, the CPU (a per-iteration host read is free there), one dense matrix shared by all rows, scalar
+        # L and lambda, and no autograd graph to keep (the frozen rows' history would not matter, but keep it simple)
+        if self.tol is None or not self._rows_independent or x.device.type != "cpu" or x.ndim != 2:
+            return False
+        weight = getattr(op, "weight", None)
+        if not isinstance(op, DenseOperator) or weight is None or weight.ndim != 2 or op.stacked:
+            return False
+        lam = getattr(threshold, "lam", None)
+        if not isinstance(lam, torch.Tensor) or lam.numel() != 1 or L.numel() != 1:
+            return False
+        if torch.is_grad_enabled():
+            tensors = [x, b, L, lam, *state.values(), *(p for p in threshold.parameters())]
+            if any(t.requires_grad for t in tensors):
+                return False
+        return all(v.shape[:1] == x.shape[:1] for v in state.values())
+
+    def _solve_compacted(self, op: Operator, x: torch.Tensor, b: torch.Tensor, threshold: Threshold,
+                         L: torch.Tensor, state: State, scale: torch.Tensor) -> SolveResult:
+        """The tolerance loop of :meth:`solve` (same iterates, stopping and counters), computing only the rows still
+        in the working set: converged rows are frozen as usual, then written out and dropped once they are at least
+        an eighth of the working set."""
+        n_samples = x.shape[0]
+        converged = torch.zeros(n_samples, dtype=torch.bool, device=x.device)
+        iters = torch.zeros(n_samples, dtype=torch.long, device=x.device)
+        final = {key: torch.empty_like(v) for key, v in state.items()}
+        rows = torch.arange(n_samples, device=x.device)
+        active = torch.ones(n_samples, dtype=torch.bool, device=x.device)
+        n_iter = 0
+        for k in range(self.max_iter):
+            n_iter = k + 1
+            if rows.numel():
+                new_state, measure = self.step(op, x, b, threshold, L, state, need_measure=True)
+                all_active = bool(active.all())
+                state = new_state if all_active else {
+                    key: _per_sample_where(active, new_state[key], state[key]) for key in state}
+                iters.index_add_(0, rows, active.long())
+                now = (measure.detach() / scale) <= self.tol
+                converged.index_copy_(0, rows, converged.index_select(0, rows) | (active & now))
+                active = active & ~now
+                n_frozen = int((~active).sum())
+                if n_frozen and (8 * n_frozen >= rows.numel()):
+                    done = (~active).nonzero().squeeze(1)
+                    for key in state:
+                        final[key].index_copy_(0, rows.index_select(0, done), state[key].index_select(0, done))
+                    keep = active.nonzero().squeeze(1)
+                    rows, x, b, scale = (t.index_select(0, keep) for t in (rows, x, b, scale))
+                    state = {key: v.index_select(0, keep) for key, v in state.items()}
+                    active = active.index_select(0, keep)
+            if (k + 1) % self.check_every == 0 and not bool(active.any()):
+                break
+        for key in state:
+            final[key].index_copy_(0, rows, state[key])
+        return SolveResult(code=self.code(final, threshold, L), n_iter=n_iter, converged=converged,
+                           n_iter_per_sample=iters, trace=None, state=final)
 
     def extra_repr(self) -> str:
         return f"max_iter={self.max_iter}, tol={self.tol}, step={self.step_size}, init={self.init!r}"

@@ -13,8 +13,7 @@ from __future__ import annotations
 
 import torch
 
-from ..objective import per_sample_max_abs
-from .base import Solver, State
+from .base import Solver, State, _gradient_step, _max_abs_times
 
 __all__ = ["FISTA"]
 
@@ -27,6 +26,8 @@ class FISTA(Solver):
         **kwargs: see :class:`~sparsecode.solvers.base.Solver`.
     """
 
+    _rows_independent = True
+
     def __init__(self, max_iter: int = 100, tol: float | None = None, *, restart: bool = False, **kwargs) -> None:
         super().__init__(max_iter, tol, **kwargs)
         self.restart = restart
@@ -37,16 +38,17 @@ class FISTA(Solver):
 
     def step(self, op, x, b, threshold, L, state, need_measure):
         u, y, t = state["u"], state["y"], state["t"]
-        u_new = threshold.prox(y - (op.gram(y) - b) / L, 1.0 / L)
+        u_new = threshold.prox(_gradient_step(op, y, b, L), 1.0 / L)
         t_new = (1 + torch.sqrt(1 + 4 * t * t)) / 2
         momentum = (t - 1) / t_new
-        diff = u_new - u
         if self.restart:
-            bad = ((y - u_new) * diff).reshape(diff.shape[0], -1).sum(dim=1) > 0
+            bad = ((y - u_new) * (u_new - u)).reshape(u.shape[0], -1).sum(dim=1) > 0
             t_new = torch.where(bad, torch.ones_like(t_new), t_new)
             momentum = torch.where(bad, torch.zeros_like(momentum), momentum)
-        y_new = u_new + momentum.reshape((-1,) + (1,) * (diff.ndim - 1)).to(diff.dtype) * diff
-        measure = per_sample_max_abs((y - u_new) * L) if need_measure else None
+        # y = u_new + m (u_new - u) as one kernel: lerp(u, u_new, 1 + m) (exact at m = 0, see torch.lerp)
+        weight = (1 + momentum).reshape((-1,) + (1,) * (u_new.ndim - 1)).to(u_new.dtype)
+        y_new = torch.lerp(u.to(u_new.dtype), u_new, weight)  # u may be a lower-precision start under autocast
+        measure = _max_abs_times(y - u_new, L) if need_measure else None
         return {"u": u_new, "y": y_new, "t": t_new}, measure
 
     def extra_repr(self) -> str:

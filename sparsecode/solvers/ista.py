@@ -9,8 +9,7 @@ from __future__ import annotations
 
 import torch
 
-from ..objective import per_sample_max_abs
-from .base import Solver, State
+from .base import Solver, State, _gradient_step, _max_abs_times
 
 __all__ = ["ISTA"]
 
@@ -21,11 +20,13 @@ class ISTA(Solver):
     Args: see :class:`~sparsecode.solvers.base.Solver`.
     """
 
+    _rows_independent = True
+
     def init_state(self, op, x, b, threshold, L, u0) -> State:
         return {"u": u0}
 
     def step(self, op, x, b, threshold, L, state, need_measure):
         u = state["u"]
-        u_new = threshold.prox(u - (op.gram(u) - b) / L, 1.0 / L)
-        measure = per_sample_max_abs((u - u_new) * L) if need_measure else None
+        u_new = threshold.prox(_gradient_step(op, u, b, L), 1.0 / L)
+        measure = _max_abs_times(u - u_new, L) if need_measure else None
         return {"u": u_new}, measure

@@ -36,6 +36,19 @@ __all__ = ["LCA", "LCA_FORMS"]
 LCA_FORMS = ("vars", "rozell")
 
 
+def _fit_step(dt: torch.Tensor | float, like: torch.Tensor) -> torch.Tensor | float:
+    """``dt`` when it broadcasts to ``like``; else its smallest entry (a code-shaped step, e.g. per atom, applied to the
+    signal-shaped population z)."""
+    if not isinstance(dt, torch.Tensor) or dt.ndim == 0:
+        return dt
+    try:
+        if torch.broadcast_shapes(dt.shape, like.shape) == like.shape:
+            return dt
+    except RuntimeError:
+        pass
+    return dt.amin()
+
+
 class LCA(Solver):
     r"""Locally competitive algorithm (see the module docstring for the equations).
 
@@ -100,7 +113,7 @@ class LCA(Solver):
     def step(self, op, x, b, threshold, L, state, need_measure):
         d = self.derivatives(op, x, b, threshold, state)
         dt = self.time_step(L)
-        new = {k: state[k] + dt * d[k] for k in state}
+        new = {k: state[k] + _fit_step(dt, state[k]) * d[k] for k in state}
         measure = None
         if need_measure:
             measure = torch.stack([per_sample_max_abs(v) for v in d.values()]).amax(dim=0)
@@ -109,9 +122,11 @@ class LCA(Solver):
     def code(self, state, threshold, L):
         return self.gate(state["u"], threshold)
 
-    def solve(self, op, x, threshold, *, init=None, trace=False) -> SolveResult:
+    def solve(self, op, x, threshold, *, init=None, trace=False, grad_steps=None) -> SolveResult:
         if self.method == "euler":
-            return super().solve(op, x, threshold, init=init, trace=trace)
+            return super().solve(op, x, threshold, init=init, trace=trace, grad_steps=grad_steps)
+        if grad_steps is not None:
+            raise ValueError(f"grad_steps (truncated backpropagation) needs method='euler', got {self.method!r}")
         return self._solve_adaptive(op, x, threshold, init=init)
 
     def _solve_adaptive(self, op, x, threshold, *, init=None) -> SolveResult:

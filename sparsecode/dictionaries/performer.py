@@ -1,0 +1,153 @@
+r"""Dynamic Performer dictionary: the atoms are positive random features of the tokens (VARS-D, paper Eq. 14–17).
+
+Per head, the tokens :math:`X \in \mathbb R^{N \times d_h}` give the dictionary
+:math:`\Phi(X) \in \mathbb R^{N \times m}`,
+
+.. math:: \Phi(X)_{i} = \phi(x_i) = \frac{1}{\sqrt m}\exp\!\big(W^\top x_i - \tfrac12\|x_i\|^2\big),
+
+with a fixed Gaussian projection :math:`W \in \mathbb R^{d_h \times m}` per head (the buffer ``projection``).
+:math:`\Phi(X)\Phi(X)^\top` approximates the softmax kernel :math:`\exp(x_i^\top x_j)`. Each channel of the head's
+values, a vector over the ``N`` tokens, is coded on these ``m`` atoms: signals are :math:`V^\top` of shape
+``(B, heads, d, N)`` and codes ``(B, heads, d, m)`` — the ``d`` channels share one matrix (a stacked
+:class:`~sparsecode.dictionaries.dense.DenseOperator`).
+"""
+from __future__ import annotations
+
+from typing import Any, Sequence
+
+import torch
+import torch.nn.functional as F
+
+from .._validation import check_float_tensor, check_positive_int
+from .base import Dictionary, LipschitzSpec
+from .dense import DenseOperator
+
+__all__ = ["PerformerDictionary", "positive_random_features"]
+
+
+def positive_random_features(x: torch.Tensor, projection: torch.Tensor) -> torch.Tensor:
+    r""":math:`\phi(x) = \exp(W^\top x - \|x\|^2/2)/\sqrt m` for every token.
+
+    Args:
+        x: tokens ``(..., heads, N, head_dim)``.
+        projection: :math:`W`, ``(heads, head_dim, m)``.
+
+    Returns:
+        ``(..., heads, N, m)``.
+    """
+    m = projection.shape[-1]
+    return torch.exp(x @ projection - x.norm(dim=-1, keepdim=True) ** 2 / 2) / m ** 0.5
+
+
+class PerformerDictionary(Dictionary):
+    r"""Dynamic dictionary :math:`\Phi(X)` of positive random features, per head; ``bind(X)`` returns the
+    :class:`~sparsecode.dictionaries.dense.DenseOperator` of weight :math:`\Phi(X)` ``(B, heads, N, m)``
+    (``stacked=True``: signals ``(B, heads, d, N)``, codes ``(B, heads, d, m)``).
+
+    Example::
+
+        d = PerformerDictionary(n_heads=6, head_dim=32, n_features=64, normalize_atoms=True)
+        layer = SparseReconstruction(d, solver=ISTA(max_iter=5), threshold=SoftThreshold(0.3), residual=True)
+        z = layer(v.transpose(-1, -2), context=q)   # q: (B, 6, N, 32), v: (B, 6, N, 32) -> z: (B, 6, 32, N)
+
+    Args:
+        n_heads: number of heads.
+        head_dim: token dimension per head :math:`d_h`.
+        n_features: number of random features (atoms) :math:`m`.
+        normalize_input: L2-normalise each token's head vector before the features (as the released code).
+        input_scale: multiply the (normalised) tokens by this factor before the features.
+        normalize_atoms: L2-normalise each atom over the tokens (over ``N``), as the released code.
+        lipschitz: ``"power"``, ``"exact"``, ``"row_sum"`` or a positive number (see ``DenseOperator``).
+        power_iterations: iterations of a cold power iteration.
+        seed: seed of the Gaussian projection :math:`W` (ignored when ``generator`` is given).
+        generator: random generator for :math:`W`.
+        device, dtype: where to build :math:`W`.
+    """
+
+    is_dynamic = True
+    _lipschitz_modes = ("power", "exact", "row_sum")
+
+    def __init__(
+        self,
+        n_heads: int,
+        head_dim: int,
+        n_features: int,
+        *,
+        normalize_input: bool = False,
+        input_scale: float = 1.0,
+        normalize_atoms: bool = False,
+        lipschitz: LipschitzSpec = "power",
+        power_iterations: int = 50,
+        seed: int = 0,
+        generator: torch.Generator | None = None,
+        device: torch.device | str | None = None,
+        dtype: torch.dtype | None = None,
+    ) -> None:
+        super().__init__(lipschitz=lipschitz, power_iterations=power_iterations)
+        check_positive_int(n_heads, "n_heads")
+        check_positive_int(head_dim, "head_dim")
+        check_positive_int(n_features, "n_features")
+        if isinstance(input_scale, bool) or not isinstance(input_scale, (int, float)) or not input_scale > 0:
+            raise ValueError(f"input_scale must be a positive number, got {input_scale!r}")
+        gen = generator if generator is not None else torch.Generator().manual_seed(int(seed))
+        w = torch.randn((n_heads, head_dim, n_features), generator=gen, dtype=dtype or torch.get_default_dtype())
+        self.register_buffer("projection", w.to(device))
+        self.n_heads, self.head_dim, self.n_features = n_heads, head_dim, n_features
+        self.normalize_input, self.input_scale, self.normalize_atoms = normalize_input, float(input_scale), \
+            normalize_atoms
+
+    @property
+    def n_atoms(self) -> int:
+        return self.n_features
+
+    def features(self, tokens: torch.Tensor) -> torch.Tensor:
+        r""":math:`\Phi(X)` ``(B, heads, N, m)`` from tokens ``(B, heads, N, head_dim)`` (input normalisation,
+        scale, features, then atom normalisation over ``N`` as configured)."""
+        check_float_tensor(tokens, "context", min_ndim=4, finite=False)
+        if tokens.ndim != 4 or tokens.shape[1] != self.n_heads or tokens.shape[-1] != self.head_dim:
+            raise ValueError(f"context (the tokens X) must have shape (B, {self.n_heads}, N, {self.head_dim}), "
+                             f"got {tuple(tokens.shape)}")
+        x = F.normalize(tokens, p=2, dim=-1) if self.normalize_input else tokens
+        if self.input_scale != 1.0:
+            x = x * self.input_scale
+        phi = positive_random_features(x, self.projection.to(x.dtype))
+        return F.normalize(phi, p=2, dim=-2) if self.normalize_atoms else phi
+
+    def bind(self, context: Any = None) -> DenseOperator:
+        """The stacked dense operator of :math:`\\Phi(X)` for the tokens ``context`` ``(B, heads, N, head_dim)``."""
+        if context is None:
+            raise ValueError("PerformerDictionary is dynamic: bind(context) needs the tokens X "
+                             f"(B, {self.n_heads}, N, {self.head_dim})")
+        return DenseOperator(self.features(context), stacked=True, lipschitz=self.lipschitz_mode,
+                             warm_start=self, power_iterations=self.power_iterations)
+
+    def _unbound(self) -> ValueError:
+        return ValueError("PerformerDictionary is dynamic: call bind(X) and use the returned operator")
+
+    def decode(self, u: torch.Tensor) -> torch.Tensor:
+        """Not defined without tokens: raises ``ValueError`` (use ``bind(X).decode``)."""
+        raise self._unbound()
+
+    def encode(self, x: torch.Tensor) -> torch.Tensor:
+        """Not defined without tokens: raises ``ValueError`` (use ``bind(X).encode``)."""
+        raise self._unbound()
+
+    def lipschitz(self) -> torch.Tensor:
+        """Not defined without tokens: raises ``ValueError`` (use ``bind(X).lipschitz``)."""
+        raise self._unbound()
+
+    def check_signal(self, x: torch.Tensor, name: str = "x") -> None:
+        """Signals are :math:`V^\\top`, ``(B, heads, d, N)``."""
+        if x.ndim != 4 or x.shape[1] != self.n_heads:
+            raise ValueError(f"{name} must have shape (B, {self.n_heads}, d, N) (the values transposed), "
+                             f"got {tuple(x.shape)}")
+
+    def code_shape(self, signal_shape: Sequence[int]) -> tuple[int, ...]:
+        return tuple(signal_shape[:-1]) + (self.n_features,)
+
+    def probe_shape(self) -> tuple[tuple[int, ...], int]:
+        raise self._unbound()
+
+    def extra_repr(self) -> str:
+        return (f"n_heads={self.n_heads}, head_dim={self.head_dim}, n_features={self.n_features}, "
+                f"normalize_input={self.normalize_input}, normalize_atoms={self.normalize_atoms}")

@@ -1,0 +1,128 @@
+r"""Learned ISTA (LISTA-style): ISTA with a learnable Gram adjustment, threshold scale and step size per step.
+
+For a dense bound operator with Gram matrix :math:`K = P^\top P` (``m × m`` per batch entry / head), threshold
+:math:`T_\tau` (the threshold's prox at level :math:`\tau`) and :math:`b = P^\top x`:
+
+.. math::
+    \tilde K = A K A,\qquad \lambda' = s_\lambda \lambda,\qquad
+    \tilde L = L / s_L,\quad L = \max_i \textstyle\sum_j |K_{ij}| + 1 \ (\text{detached}),
+
+    u_0 = T_{\lambda'}(b),\qquad
+    u_{k+1} = T_{\lambda'/\tilde L}\big(u_k - (\tilde K u_k - b)/\tilde L\big),
+
+with the learnable :math:`A` (``learned_k``, initialised to the identity), :math:`s_\lambda` (``learned_lam``, init 1)
+and :math:`s_L` (``learned_L``, init 1). With ``SmoothSoftThreshold`` (:math:`T_\tau(v) =
+\operatorname{sign}(v)\,\mathrm{GELU}(|v| - \tau)`) this is exactly the update of the released VARS-D code (the
+parameter names match its checkpoints); with ``SoftThreshold``, :math:`A = I`, unit scales and
+``lipschitz="operator"`` it is plain ISTA started from :math:`T_\lambda(P^\top x)`. Codes are row vectors, so
+:math:`\tilde K u` is computed as ``u @ K̃ᵀ``.
+"""
+from __future__ import annotations
+
+import torch
+from torch import nn
+
+from .._validation import check_positive_int
+from ..dictionaries.dense import DenseOperator
+from ..objective import per_sample_max_abs
+from ..result import SolveResult
+from .base import Solver, State
+
+__all__ = ["LearnedISTA", "LEARNED_STEP_SIZES"]
+
+#: how :math:`L` is obtained: the released bound (max row l1 norm of the Gram + 1) or the operator's own bound
+LEARNED_STEP_SIZES = ("row_sum_plus_one", "operator")
+
+
+class LearnedISTA(Solver):
+    r"""LISTA-style solver reproducing the released VARS-D update (see the module docstring).
+
+    Args:
+        n_atoms: the number of atoms :math:`m` (size of ``learned_k``).
+        max_iter: number of steps (5 in VARS-D).
+        tol: optional per-sample stopping tolerance (see :class:`~sparsecode.solvers.base.Solver`).
+        per_step: separate ``learned_k``/``learned_lam``/``learned_L`` for every step (LISTA proper; the start
+            :math:`u_0` uses step 0's threshold scale); default one shared set (the original).
+        lipschitz: ``"row_sum_plus_one"`` (the released :math:`L`) or ``"operator"`` (``op.lipschitz()``).
+        device, dtype: where to build the parameters.
+    """
+
+    def __init__(self, n_atoms: int, max_iter: int = 5, tol: float | None = None, *, per_step: bool = False,
+                 lipschitz: str = "row_sum_plus_one", device: torch.device | str | None = None,
+                 dtype: torch.dtype | None = None) -> None:
+        super().__init__(max_iter, tol)
+        check_positive_int(n_atoms, "n_atoms")
+        if lipschitz not in LEARNED_STEP_SIZES:
+            raise ValueError(f"lipschitz must be one of {LEARNED_STEP_SIZES}, got {lipschitz!r}")
+        lead = (max_iter,) if per_step else ()
+        kw = {"device": device, "dtype": dtype or torch.get_default_dtype()}
+        self.learned_k = nn.Parameter(torch.eye(n_atoms, **kw).expand(lead + (n_atoms, n_atoms)).clone())
+        self.learned_lam = nn.Parameter(torch.ones(lead + (1,), **kw))
+        self.learned_L = nn.Parameter(torch.ones(lead + (1,), **kw))
+        self.n_atoms, self.per_step, self.lipschitz_mode = n_atoms, per_step, lipschitz
+        self._plan: list[tuple[torch.Tensor, torch.Tensor, torch.Tensor]] | None = None
+        self._step_index = 0
+
+    def _param(self, p: torch.Tensor, k: int) -> torch.Tensor:
+        return p[k] if self.per_step else p
+
+    def _base_lipschitz(self, op: DenseOperator, gram: torch.Tensor) -> torch.Tensor:
+        if self.lipschitz_mode == "operator":
+            return op.lipschitz().detach()
+        L = gram.detach().abs().sum(dim=-1).amax(dim=-1) + 1  # (*batch,)
+        return L.reshape(L.shape + ((1, 1) if op.stacked else (1,)))
+
+    def _prepare(self, op: DenseOperator) -> None:
+        if not isinstance(op, DenseOperator):
+            raise TypeError(f"LearnedISTA needs a dense bound operator (its Gram matrix), got {type(op).__name__}")
+        if op.n_atoms != self.n_atoms:
+            raise ValueError(f"LearnedISTA was built for n_atoms={self.n_atoms}, the operator has {op.n_atoms}")
+        gram = op.gram_matrix()
+        L = self._base_lipschitz(op, gram)
+        n_plans = self.max_iter if self.per_step else 1
+        plan = []
+        for k in range(n_plans):
+            a = self._param(self.learned_k, k).to(gram.dtype)
+            k_tilde_t = (a @ gram @ a).transpose(-1, -2)  # K̃ᵀ, so that K̃u = u @ K̃ᵀ for row codes
+            L_tilde = L / self._param(self.learned_L, k).to(gram.dtype)
+            plan.append((k_tilde_t, L_tilde, self._param(self.learned_lam, k).to(gram.dtype)))
+        self._plan = plan
+
+    def _apply(self, op: DenseOperator, mat_t: torch.Tensor, u: torch.Tensor) -> torch.Tensor:
+        if op.stacked or mat_t.ndim == 2:
+            return u @ mat_t
+        return (u.unsqueeze(-2) @ mat_t).squeeze(-2)
+
+    def lipschitz(self, op, x) -> torch.Tensor:
+        """The first step's :math:`\\tilde L`."""
+        return self._plan[0][1]
+
+    def initial_code(self, op, b, threshold, init):
+        if init is not None:
+            return super().initial_code(op, b, threshold, init)
+        return threshold.prox(b, self._plan[0][2])
+
+    def init_state(self, op, x, b, threshold, L, u0) -> State:
+        self._step_index = 0
+        return {"u": u0}
+
+    def step(self, op, x, b, threshold, L, state, need_measure):
+        k_tilde_t, L_tilde, lam_scale = self._plan[min(self._step_index, len(self._plan) - 1)]
+        self._step_index += 1
+        u = state["u"]
+        v = u - (self._apply(op, k_tilde_t, u) - b) / L_tilde
+        u_new = threshold.prox(v, lam_scale / L_tilde)
+        measure = per_sample_max_abs((u - u_new) * L_tilde) if need_measure else None
+        return {"u": u_new}, measure
+
+    def solve(self, op, x, threshold, *, init=None, trace=False, grad_steps=None) -> SolveResult:
+        """Run the learned iteration on a dense bound operator (see the module docstring)."""
+        self._prepare(op)
+        try:
+            return super().solve(op, x, threshold, init=init, trace=trace, grad_steps=grad_steps)
+        finally:
+            self._plan = None
+
+    def extra_repr(self) -> str:
+        return (f"n_atoms={self.n_atoms}, max_iter={self.max_iter}, per_step={self.per_step}, "
+                f"lipschitz={self.lipschitz_mode!r}")
