@@ -12,6 +12,10 @@ original                      ours                        why
 ``module.<key>``              ``<key>``                   prefix of checkpoints saved from DistributedDataParallel
 ``transformers.<s>.<rest>``   ``stages.<s>.<rest>``       RVT: the per-stage block lists are called stages
 ============================  ==========================  ==============================================
+
+The VARS mixers need no rename here: they save and load their ``sparsecode`` parts under the original names
+themselves (``rand_matrix``, ``kernel``, ``L``, ``learned_k``, ``learned_lam``, ``learned_L``, ``kernel2``, …; see
+:mod:`integrations.vision.mixers.state_aliases` and the VARS mixer modules for every alias).
 """
 
 from __future__ import annotations

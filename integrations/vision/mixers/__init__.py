@@ -5,8 +5,10 @@ in a table of constructors; each constructor has the signature of :data:`MixerCo
 
     constructor(dim, num_heads, grid_size, variant, *, qkv_bias, attn_drop, proj_drop, seed, **extra)
 
-Adding a kind (e.g. the VARS mixers) is one call, ``register_mixer("vars_d", build_vars_d)``, followed
-by :func:`integrations.vision.models.register_models` to publish the new timm model names.
+Adding a kind is one call, ``register_mixer("my_kind", build_my_kind)``, followed by
+:func:`integrations.vision.models.register_models` to publish the new timm model names. The VARS kinds
+``vars_s``, ``vars_d`` and ``vars_sd`` (built from ``sparsecode`` parts, :mod:`.vars_d`, :mod:`.vars_s`) are in
+the table from the start.
 """
 
 from __future__ import annotations
@@ -17,6 +19,9 @@ from torch import nn
 
 from .attention import PerformerAttention, SelfAttention, positive_random_features
 from .global_filter import GlobalFilter
+from .vars_config import VARS_D_CONFIGS, VARS_S_CONFIGS, SolveConfig
+from .vars_d import VARS_D, VARS_SD, build_vars_d, build_vars_sd
+from .vars_s import VARS_S, ChannelBatchNorm, build_vars_s
 
 __all__ = [
     "MixerConstructor",
@@ -24,6 +29,13 @@ __all__ = [
     "SelfAttention",
     "PerformerAttention",
     "GlobalFilter",
+    "VARS_S",
+    "VARS_D",
+    "VARS_SD",
+    "ChannelBatchNorm",
+    "SolveConfig",
+    "VARS_D_CONFIGS",
+    "VARS_S_CONFIGS",
     "positive_random_features",
     "build_mixer",
     "register_mixer",
@@ -116,6 +128,9 @@ _MIXERS: dict[str, MixerConstructor] = {
     "self": _build_self_attention,
     "perf": _build_performer,
     "gfnet_filter": _build_global_filter,
+    "vars_s": build_vars_s,
+    "vars_d": build_vars_d,
+    "vars_sd": build_vars_sd,
 }
 
 

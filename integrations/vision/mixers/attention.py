@@ -7,11 +7,11 @@ the attention of the global-average token over the ``N`` tokens (paper §4.3).
 
 from __future__ import annotations
 
-import math
-
 import torch
 import torch.nn.functional as F
 from torch import nn
+
+from sparsecode.dictionaries.performer import positive_random_features as library_positive_random_features
 
 __all__ = ["SelfAttention", "PerformerAttention", "positive_random_features"]
 
@@ -48,6 +48,8 @@ def positive_random_features(x: torch.Tensor, projection: torch.Tensor) -> torch
         φ(x) = exp(x̂ W − ‖x̂‖² / 2) / √m,
 
     so that E[φ(a)·φ(b)] = exp(â·b̂) for W with i.i.d. N(0, 1) entries (Choromanski et al. 2021).
+    The features themselves are :func:`sparsecode.dictionaries.performer.positive_random_features`,
+    the one implementation shared with the VARS dictionaries; only the row normalisation is done here.
 
     Args:
         x: rows to embed, shape ``(..., heads, N, d)``.
@@ -56,10 +58,7 @@ def positive_random_features(x: torch.Tensor, projection: torch.Tensor) -> torch
     Returns:
         Features of shape ``(..., heads, N, m)``, all strictly positive.
     """
-    m = projection.shape[-1]
-    x = F.normalize(x, dim=-1)
-    logits = x @ projection - x.pow(2).sum(dim=-1, keepdim=True) / 2
-    return torch.exp(logits) / math.sqrt(m)
+    return library_positive_random_features(F.normalize(x, dim=-1), projection)
 
 
 class SelfAttention(nn.Module):

@@ -16,6 +16,7 @@ from .registry import (
     register_models,
 )
 from .rvt import RVT, RVT_SIZES, RVTStage, RVTStem, build_rvt_block, register_rvt_block
+from .vars_s_block import VARS_S_Block, build_vars_s_block
 
 __all__ = [
     "DeiT",
@@ -37,6 +38,8 @@ __all__ = [
     "FamilySpec",
     "build_rvt_block",
     "register_rvt_block",
+    "VARS_S_Block",
+    "build_vars_s_block",
     "model_name",
     "model_names",
     "describe_model",
@@ -44,4 +47,5 @@ __all__ = [
     "create_model",
 ]
 
+register_rvt_block("vars_s", build_vars_s_block, overwrite=True)  # the released VARS-S replaces the whole block
 register_models()
