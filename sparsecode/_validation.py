@@ -4,6 +4,7 @@ Every check raises an error that names the argument, what was expected and what 
 """
 from __future__ import annotations
 
+import math
 from typing import Sequence
 
 import torch
@@ -49,10 +50,23 @@ def check_trailing_shape(x: torch.Tensor, name: str, expected: Sequence[int], wh
 
 
 def check_nonnegative(value: float | torch.Tensor, name: str) -> None:
-    """Check that a scalar or every entry of a tensor is finite and ``>= 0``."""
-    t = torch.as_tensor(value)
+    """Check that a scalar or every entry of a tensor is finite and ``>= 0``.
+
+    Values on the ``meta`` device (shape-only construction) are checked for dtype only.
+    """
+    if isinstance(value, bool):
+        raise TypeError(f"{name} must be a real number or a real tensor, got bool")
+    if isinstance(value, (int, float)):
+        if not math.isfinite(value):
+            raise ValueError(f"{name} must be finite, got {value}")
+        if value < 0:
+            raise ValueError(f"{name} must be >= 0, got {value}")
+        return
+    t = torch.as_tensor(value, device=value.device if isinstance(value, torch.Tensor) else "cpu")
     if t.is_complex() or not (t.is_floating_point() or t.dtype in (torch.int32, torch.int64)):
         raise TypeError(f"{name} must be a real number or a real tensor, got {t.dtype}")
+    if t.device.type == "meta":
+        return
     if not bool(torch.isfinite(t).all()):
         raise ValueError(f"{name} must be finite, got {value}")
     if bool((t < 0).any()):

@@ -46,7 +46,8 @@ def power_iteration(
         n_iter: Krylov dimension (number of ``gram`` calls; fixed, so no host round trip).
         init: warm start (a previous call's vector), used when its shape matches.
         margin: safety factor ``>= 1`` applied to the estimate.
-        dtype, device, generator: for the random start.
+        dtype, device, generator: for the random start (``generator=None``: a fixed seed, so the estimate is a
+            deterministic function of the operator and the warm start).
 
     Returns:
         ``(L, v)``: ``L`` has shape ``probe_shape[:-vector_ndim] + (1,) * vector_ndim`` (broadcastable to codes) and
@@ -58,6 +59,8 @@ def power_iteration(
     for s in probe_shape[len(lead):]:
         vec_numel *= s
     k = max(1, min(int(n_iter), vec_numel))
+    if generator is None:
+        generator = torch.Generator(device=torch.device(device) if device is not None else "cpu").manual_seed(0)
     if init is not None and tuple(init.shape) == probe_shape:
         v = init.detach().to(dtype=dtype, device=device)
         # a warm start close to an eigenvector would stall the Krylov space: mix in a little noise

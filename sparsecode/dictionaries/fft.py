@@ -262,10 +262,10 @@ class FFTConvDictionary(Dictionary):
         ``gram`` (set with momentum 1 at construction).
 
         Args:
-            momentum: :math:`m \in (0, 1]`.
+            momentum: :math:`m \in [0, 1]` (0 keeps ``L``).
         """
-        if isinstance(momentum, bool) or not isinstance(momentum, (int, float)) or not 0 < momentum <= 1:
-            raise ValueError(f"momentum must be a number in (0, 1], got {momentum!r}")
+        if isinstance(momentum, bool) or not isinstance(momentum, (int, float)) or not 0 <= momentum <= 1:
+            raise ValueError(f"momentum must be a number in [0, 1], got {momentum!r}")
         sigma = _channel_lipschitz(self._gram_source().detach()).to(self.L.dtype)
         self.L.mul_(1 - momentum).add_(momentum * sigma)
 
