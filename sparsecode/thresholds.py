@@ -173,7 +173,9 @@ class SmoothSoftThreshold(Threshold):
     convex = False
 
     def prox(self, v: torch.Tensor, step: float | torch.Tensor = 1.0) -> torch.Tensor:
-        return torch.sign(v) * F.gelu(v.abs() - self._lam_like(v) * step)
+        # sign(v) has zero derivative: detaching it spares the backward a full-size product; the threshold enters
+        # negated so that its (broadcast) gradient is a sum, not a full-size negation then a sum
+        return torch.sign(v).detach() * F.gelu(v.abs() + (self._lam_like(v) * step).neg())
 
     def penalty(self, u: torch.Tensor) -> torch.Tensor:
         return _per_sample_sum(self._lam_like(u) * u.abs())

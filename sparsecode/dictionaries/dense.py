@@ -18,7 +18,34 @@ import torch
 from .._validation import check_trailing_shape
 from ..lipschitz import power_iteration
 
-__all__ = ["DenseOperator"]
+__all__ = ["DenseOperator", "gram_of"]
+
+
+class _SymmetricGram(torch.autograd.Function):
+    r""":math:`G = W^\top W` with the backward :math:`\partial W = W(\partial G + \partial G^\top)` as one product
+    (autograd would do two products and a full-size sum). The backward is made of differentiable operations, so
+    higher-order gradients work."""
+
+    @staticmethod
+    def forward(ctx, w: torch.Tensor) -> torch.Tensor:
+        ctx.save_for_backward(w)
+        return w.transpose(-1, -2) @ w
+
+    @staticmethod
+    def backward(ctx, grad: torch.Tensor) -> torch.Tensor:
+        (w,) = ctx.saved_tensors
+        return w @ (grad + grad.transpose(-1, -2))
+
+
+def gram_of(w: torch.Tensor) -> torch.Tensor:
+    r""":math:`W^\top W` for ``w`` of shape ``(*batch, n, m)`` (a cheaper backward when ``w`` needs a gradient).
+
+    Args:
+        w: the matrix or batch of matrices.
+    """
+    if w.requires_grad and torch.is_grad_enabled():
+        return _SymmetricGram.apply(w)
+    return w.transpose(-1, -2) @ w
 
 
 class DenseOperator:
@@ -27,7 +54,13 @@ class DenseOperator:
     Args:
         weight: ``(*batch, n_features, n_atoms)``.
         stacked: signal layout (see the module docstring).
-        precompute_gram: cache :math:`G = P^\top P` (``None``: when ``n_atoms <= 2 * n_features`` or stacked).
+        precompute_gram: cache :math:`G = P^\top P` (``None``: when ``n_atoms <= 2 * n_features`` or stacked); the
+            cached matrix is computed on first use, so an operator whose Gram is never needed never pays for it.
+        gram_matrix: :math:`G = P^\top P` when the caller already has it (e.g. assembled block by block by a
+            concatenation); it is cached as is.
+        column_scale: ``(*batch, n_atoms)``: the operator is then :math:`P = W \operatorname{diag}(s)` for
+            ``weight`` :math:`W`; products go through :math:`W` and a scaling of the (small) codes, and the scaled
+            matrix is formed only when ``weight`` is read (e.g. atoms normalised through the Gram diagonal).
         lipschitz: ``"power"``, ``"exact"`` (batched SVD), ``"row_sum"`` (:math:`\max_i \sum_j |G_{ij}|`, a cheap
             upper bound) or a positive number.
         warm_start: an object whose ``_power_vector`` attribute holds the previous power-iteration vector (read
@@ -44,16 +77,28 @@ class DenseOperator:
         lipschitz: str | float = "power",
         warm_start: object | None = None,
         power_iterations: int = 30,
+        gram_matrix: torch.Tensor | None = None,
+        column_scale: torch.Tensor | None = None,
     ) -> None:
         if weight.ndim < 2:
             raise ValueError(f"weight must have shape (*batch, n_features, n_atoms), got {tuple(weight.shape)}")
-        self.weight = weight
+        if column_scale is not None and tuple(column_scale.shape) != tuple(weight.shape[:-2]) + (weight.shape[-1],):
+            raise ValueError(f"column_scale must have shape {tuple(weight.shape[:-2]) + (weight.shape[-1],)}, "
+                             f"got {tuple(column_scale.shape)}")
+        self._base, self._column_scale = weight, column_scale
+        self._weight_cache: torch.Tensor | None = None
         self.stacked = stacked
         self.n_features, self.n_atoms = int(weight.shape[-2]), int(weight.shape[-1])
         self.batch_shape = tuple(weight.shape[:-2])
         if precompute_gram is None:
             precompute_gram = stacked or self.n_atoms <= 2 * self.n_features
-        self._gram_matrix = weight.transpose(-1, -2) @ weight if precompute_gram else None
+        expected = self.batch_shape + (self.n_atoms, self.n_atoms)
+        if gram_matrix is not None and tuple(gram_matrix.shape) != expected:
+            raise ValueError(f"gram_matrix must have shape {expected}, got {tuple(gram_matrix.shape)}")
+        self._use_gram = precompute_gram or gram_matrix is not None
+        # the cached Gram matrix and whether autograd was recording when it was built
+        self._gram_cache: torch.Tensor | None = gram_matrix
+        self._gram_cache_grad = gram_matrix is not None and gram_matrix.requires_grad
         self.lipschitz_mode = lipschitz
         self.warm_start = warm_start
         self.power_iterations = power_iterations
@@ -63,6 +108,41 @@ class DenseOperator:
         self._step_offset_key: tuple[torch.Tensor, torch.Tensor] | None = None
         self._step_offset: torch.Tensor | None = None
 
+    @property
+    def weight(self) -> torch.Tensor:
+        """The matrix :math:`P`, ``(*batch, n_features, n_atoms)`` (with a column scale: formed on first read)."""
+        if self._column_scale is None:
+            return self._base
+        cache = self._weight_cache
+        if cache is None or (torch.is_grad_enabled() and not cache.requires_grad
+                             and (self._base.requires_grad or self._column_scale.requires_grad)):
+            cache = self._base * self._column_scale.unsqueeze(-2)
+            self._weight_cache = cache
+        return cache
+
+    def _scale_codes(self, u: torch.Tensor) -> torch.Tensor:
+        """Codes times the column scale (the identity without one)."""
+        if self._column_scale is None:
+            return u
+        return u * (self._column_scale.unsqueeze(-2) if self.stacked else self._column_scale)
+
+    @property
+    def _gram_matrix(self) -> torch.Tensor | None:
+        """The cached Gram matrix (built on first use; rebuilt once if it was built without a graph that is now
+        wanted), or ``None`` when this operator does not cache it."""
+        if not self._use_gram:
+            return None
+        cache = self._gram_cache
+        scale = self._column_scale
+        wants_graph = torch.is_grad_enabled() and (self._base.requires_grad
+                                                   or (scale is not None and scale.requires_grad))
+        if cache is None or (wants_graph and not self._gram_cache_grad and not cache.requires_grad):
+            cache = gram_of(self._base)
+            if scale is not None:
+                cache = cache * scale.unsqueeze(-1) * scale.unsqueeze(-2)
+            self._gram_cache, self._gram_cache_grad = cache, wants_graph
+        return cache
+
     # the "one vector per matrix" layout needs a singleton signal axis for matmul, except for a single matrix
     def _apply(self, mat: torch.Tensor, v: torch.Tensor) -> torch.Tensor:
         if self.stacked or mat.ndim == 2:
@@ -70,10 +150,10 @@ class DenseOperator:
         return (v.unsqueeze(-2) @ mat).squeeze(-2)
 
     def decode(self, u: torch.Tensor) -> torch.Tensor:
-        return self._apply(self.weight.transpose(-1, -2), u)
+        return self._apply(self._base.transpose(-1, -2), self._scale_codes(u))
 
     def encode(self, x: torch.Tensor) -> torch.Tensor:
-        return self._apply(self.weight, x)
+        return self._scale_codes(self._apply(self._base, x))
 
     def gram(self, u: torch.Tensor) -> torch.Tensor:
         if self._gram_matrix is not None:
@@ -85,23 +165,27 @@ class DenseOperator:
 
         For a single matrix with a cached Gram matrix and a scalar ``L`` it is one fused multiply-add
         :math:`u\,M + c` with :math:`M = I - G/L` and :math:`c = b/L`, both built once per ``(L, b)`` pair (solvers
-        pass the same tensors at every iteration); otherwise it is computed term by term.
+        pass the same tensors at every iteration); stacked codes of a batch of matrices with one ``L`` per matrix
+        take the batched form of the same multiply-add; otherwise it is computed term by term.
 
         Args:
             u: codes, ``(..., n_atoms)``.
             b: :math:`P^\top x`, the shape of ``u``.
             L: the step-size constant, a tensor broadcastable against ``u``.
         """
-        fused = (self._gram_matrix is not None and self._gram_matrix.ndim == 2 and L.numel() == 1
-                 and u.shape == b.shape and u.ndim == 2 and u.dtype == self._gram_matrix.dtype == b.dtype)
-        if not fused:
+        g = self._gram_matrix
+        single = (g is not None and g.ndim == 2 and L.numel() == 1 and u.ndim == 2)
+        # stacked codes (*batch, S, m) of a batch of matrices and one L per matrix (or a scalar L)
+        batched = (g is not None and self.stacked and g.ndim >= 3 and u.ndim == g.ndim
+                   and u.shape[:-2] == g.shape[:-2] and L.ndim <= g.ndim
+                   and all(n == 1 for n in L.shape[-2:]) and L.numel() in (1, g[..., 0, 0].numel()))
+        if not (single or batched) or u.shape != b.shape or not u.dtype == g.dtype == b.dtype:
             return u - (self.gram(u) - b) / L
         # constants built without a graph (e.g. the no-grad part of a truncated solve) are rebuilt once grad is on
-        stale = (torch.is_grad_enabled() and self._gram_matrix.requires_grad and self._step_matrix is not None
+        stale = (torch.is_grad_enabled() and g.requires_grad and self._step_matrix is not None
                  and not self._step_matrix.requires_grad)
         if self._step_matrix_key is not L or stale:
-            g = self._gram_matrix
-            self._step_matrix = torch.eye(g.shape[0], dtype=g.dtype, device=g.device) - g / L.to(g.dtype)
+            self._step_matrix = torch.eye(g.shape[-1], dtype=g.dtype, device=g.device) - g / L.to(g.dtype)
             self._step_matrix_key = L
         key = self._step_offset_key
         stale = (torch.is_grad_enabled() and b.requires_grad and self._step_offset is not None
@@ -109,11 +193,22 @@ class DenseOperator:
         if key is None or key[0] is not b or key[1] is not L or stale:
             self._step_offset = b / L
             self._step_offset_key = (b, L)
-        return torch.addmm(self._step_offset, u, self._step_matrix)
+        if single:
+            return torch.addmm(self._step_offset, u, self._step_matrix)
+        rows, m = u.shape[-2], u.shape[-1]
+        out = torch.baddbmm(self._step_offset.reshape(-1, rows, m), u.reshape(-1, rows, m),
+                            self._step_matrix.expand(g.shape).reshape(-1, m, m))
+        return out.reshape(u.shape)
 
     def gram_matrix(self) -> torch.Tensor:
         r""":math:`G = P^\top P`, shape ``(*batch, n_atoms, n_atoms)``."""
-        return self._gram_matrix if self._gram_matrix is not None else self.weight.transpose(-1, -2) @ self.weight
+        gram = self._gram_matrix
+        if gram is not None:
+            return gram
+        gram = gram_of(self._base)
+        if self._column_scale is not None:
+            gram = gram * self._column_scale.unsqueeze(-1) * self._column_scale.unsqueeze(-2)
+        return gram
 
     def _broadcast(self, per_matrix: torch.Tensor) -> torch.Tensor:
         # per_matrix: (*batch,) -> broadcastable against codes of either layout
@@ -123,10 +218,11 @@ class DenseOperator:
     def lipschitz(self) -> torch.Tensor:
         r"""Upper bound on :math:`\|P^\top P\|_2` per matrix, detached, broadcastable against codes."""
         mode = self.lipschitz_mode
-        w = self.weight.detach()
+        w = self._base.detach()
         if not isinstance(mode, str):
             return torch.tensor(float(mode), dtype=w.dtype, device=w.device)
         if mode == "exact":
+            w = self.weight.detach()
             top = torch.linalg.matrix_norm(w.float() if w.dtype in (torch.float16, torch.bfloat16) else w, ord=2)
             return self._broadcast(top.to(w.dtype) ** 2 * (1 + 1e-6))
         if mode == "row_sum":
@@ -148,7 +244,7 @@ class DenseOperator:
 
     def check_signal(self, x: torch.Tensor, name: str = "x") -> None:
         """Check that ``x`` has the layout this operator expects."""
-        if self.stacked or self.weight.ndim > 2:
+        if self.stacked or self.batch_shape:
             lead = self.batch_shape + ((x.shape[-2],) if self.stacked and x.ndim >= 2 else ())
             layout = "(..., *batch, S, n_features)" if self.stacked else "(..., *batch, n_features)"
             check_trailing_shape(x, name, lead + (self.n_features,), f"{layout} with batch={self.batch_shape}")

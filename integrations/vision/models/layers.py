@@ -39,20 +39,26 @@ def check_model_options(
 class ConvStem(nn.Module):
     """Convolutional patch embedding of Xiao et al. (2021), "Early convolutions help transformers see better".
 
-    Four 3×3 stride-2 convolutions (padding 1, each followed by BatchNorm and ReLU) with widths
-    dim/8, dim/4, dim/2, dim, then a 1×1 convolution to ``dim``: an ``s × s`` image becomes an
-    ``s/16 × s/16`` grid of ``dim``-wide features (``s`` must be divisible by 16).
+    ``log2(patch_size)`` 3×3 stride-2 convolutions (padding 1, each followed by BatchNorm and ReLU)
+    with widths ..., dim/4, dim/2, dim (dim/8, dim/4, dim/2, dim for the default ``patch_size=16``), then
+    a 1×1 convolution to ``dim``: an ``s × s`` image becomes an ``s/p × s/p`` grid of ``dim``-wide
+    features (``s`` must be divisible by ``p``).
 
     Args:
         in_chans: image channels.
-        dim: output width; must be divisible by 8.
+        dim: output width; must be divisible by ``patch_size / 2``.
+        patch_size: total stride ``p``: 4, 8 or 16 (small images use 8 to keep a finer token grid).
     """
 
-    def __init__(self, in_chans: int, dim: int) -> None:
+    def __init__(self, in_chans: int, dim: int, patch_size: int = 16) -> None:
         super().__init__()
-        if dim % 8 != 0:
-            raise ValueError(f"dim must be divisible by 8 for the convolutional stem, got {dim}")
-        widths = [in_chans, dim // 8, dim // 4, dim // 2, dim]
+        if patch_size not in (4, 8, 16):
+            raise ValueError(f"patch_size must be 4, 8 or 16, got {patch_size!r}")
+        n = patch_size.bit_length() - 1
+        if dim % 2 ** (n - 1) != 0:
+            raise ValueError(f"dim must be divisible by {2 ** (n - 1)} for the convolutional stem, got {dim}")
+        self.patch_size = patch_size
+        widths = [in_chans] + [dim // 2 ** (n - 1 - i) for i in range(n)]
         layers: list[nn.Module] = []
         for c_in, c_out in zip(widths[:-1], widths[1:]):
             layers += [nn.Conv2d(c_in, c_out, 3, stride=2, padding=1, bias=False), nn.BatchNorm2d(c_out), nn.ReLU()]
@@ -60,7 +66,7 @@ class ConvStem(nn.Module):
         self.proj = nn.Sequential(*layers)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        """Map ``(B, in_chans, s, s)`` images to ``(B, dim, s/16, s/16)`` feature maps."""
+        """Map ``(B, in_chans, s, s)`` images to ``(B, dim, s/p, s/p)`` feature maps."""
         return self.proj(x)
 
 
