@@ -14,13 +14,6 @@ from integrations.vision.demo import generate_demo_suite
 pytestmark = pytest.mark.slow
 
 
-@pytest.fixture(autouse=True)
-def _opt_in_only(request: pytest.FixtureRequest) -> None:
-    """Run only when slow tests were asked for (``-m slow``), whatever the shared configuration does."""
-    if "slow" not in (request.config.getoption("markexpr") or "") or "not slow" in request.config.getoption("markexpr"):
-        pytest.skip("slow learnability check; opt in with `pytest -m slow`")
-
-
 def _features(image: np.ndarray) -> np.ndarray:
     """HOG of the grey image (shape) and a saturation-weighted hue histogram (colour)."""
     from skimage.color import rgb2hsv

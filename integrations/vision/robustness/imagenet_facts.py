@@ -13,6 +13,8 @@ from functools import lru_cache
 from importlib import resources
 from typing import Any
 
+from ..corruptions import CORRUPTIONS
+
 __all__ = [
     "IMAGENET_MEAN",
     "IMAGENET_STD",
@@ -32,23 +34,7 @@ IMAGENET_MEAN: tuple[float, float, float] = (0.485, 0.456, 0.406)
 IMAGENET_STD: tuple[float, float, float] = (0.229, 0.224, 0.225)
 """Per-channel standard deviation of ImageNet pixels in [0, 1] (RGB)."""
 
-IMAGENET_C_CORRUPTIONS: tuple[str, ...] = (
-    "gaussian_noise",
-    "shot_noise",
-    "impulse_noise",
-    "defocus_blur",
-    "glass_blur",
-    "motion_blur",
-    "zoom_blur",
-    "snow",
-    "frost",
-    "fog",
-    "brightness",
-    "contrast",
-    "elastic_transform",
-    "pixelate",
-    "jpeg_compression",
-)
+IMAGENET_C_CORRUPTIONS: tuple[str, ...] = CORRUPTIONS
 """The 15 benchmark corruptions of ImageNet-C (Hendrycks & Dietterich, 2019), in the usual order."""
 
 IMAGENET_C_EXTRA_CORRUPTIONS: tuple[str, ...] = ("speckle_noise", "gaussian_blur", "spatter", "saturate")
