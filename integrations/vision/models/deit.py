@@ -4,11 +4,10 @@ from __future__ import annotations
 
 from typing import Any
 
-import torch
 from torch import nn
 
 from ..mixers import build_mixer
-from .layers import ConvStem, ImageClassifier, TokenMlp, TransformerBlock, check_model_options, drop_path_rates
+from .layers import ConvStemTokenClassifier, TokenMlp, TransformerBlock, check_model_options, drop_path_rates
 
 __all__ = ["DeiT", "DEIT_SIZES"]
 
@@ -20,7 +19,7 @@ DEIT_SIZES: dict[str, dict[str, int]] = {
 """DeiT-Ti / -S / -B widths, depths and heads (Touvron et al. 2021, Table 1)."""
 
 
-class DeiT(ImageClassifier):
+class DeiT(ConvStemTokenClassifier):
     """DeiT*: a plain vision transformer on the token grid of a convolutional stem, classified by average pooling.
 
     For an image I of side s, with the ``(s/16)²`` tokens of :class:`ConvStem` and a learned position embedding E,
@@ -70,17 +69,9 @@ class DeiT(ImageClassifier):
         mixer_kwargs: dict[str, Any] | None = None,
     ) -> None:
         check_model_options(img_size, num_classes, in_chans, drop_rate, drop_path_rate)
-        if patch_size not in (4, 8, 16):
-            raise ValueError(f"patch_size must be 4, 8 or 16, got {patch_size!r}")
-        if img_size % patch_size != 0:
-            raise ValueError(f"img_size must be divisible by {patch_size} (the stem's stride), got {img_size}")
         super().__init__(img_size, in_chans, num_classes, embed_dim, drop_rate)
-        self.grid_size = (img_size // patch_size, img_size // patch_size)
-        num_tokens = self.grid_size[0] * self.grid_size[1]
+        self._build_stem(img_size, in_chans, embed_dim, patch_size, drop_rate)
         self.attention = attention
-        self.patch_embed = ConvStem(in_chans, embed_dim, patch_size)
-        self.pos_embed = nn.Parameter(torch.zeros(1, num_tokens, embed_dim))
-        self.pos_drop = nn.Dropout(drop_rate)
         hidden = int(embed_dim * mlp_ratio)
         self.blocks = nn.ModuleList(
             TransformerBlock(
@@ -104,30 +95,3 @@ class DeiT(ImageClassifier):
         )
         self.norm = nn.LayerNorm(embed_dim, eps=1e-6)
         self._init_weights()
-
-    def _init_weights(self) -> None:
-        """Truncated-normal(0.02) position embedding and linear weights, zero biases (as in DeiT)."""
-        nn.init.trunc_normal_(self.pos_embed, std=0.02)
-        for module in self.modules():
-            if isinstance(module, nn.Linear):
-                nn.init.trunc_normal_(module.weight, std=0.02)
-                if module.bias is not None:
-                    nn.init.zeros_(module.bias)
-
-    @torch.jit.ignore
-    def no_weight_decay(self) -> set[str]:
-        """Parameters trained without weight decay."""
-        return {"pos_embed"}
-
-    def forward_tokens(self, x: torch.Tensor) -> torch.Tensor:
-        """Images → final normalised tokens ``(B, N, embed_dim)``."""
-        self.check_images(x)
-        x = self.patch_embed(x).flatten(2).transpose(1, 2)
-        x = self.pos_drop(x + self.pos_embed)
-        for block in self.blocks:
-            x = block(x)
-        return self.norm(x)
-
-    def forward_features(self, x: torch.Tensor) -> torch.Tensor:
-        """Images → average of the final tokens ``(B, embed_dim)``."""
-        return self.forward_tokens(x).mean(dim=1)

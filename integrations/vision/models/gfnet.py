@@ -9,7 +9,7 @@ from timm.layers import DropPath
 from torch import nn
 
 from ..mixers import build_mixer
-from .layers import ConvStem, ImageClassifier, TokenMlp, check_model_options, drop_path_rates
+from .layers import ConvStemTokenClassifier, TokenMlp, check_model_options, drop_path_rates
 
 __all__ = ["GFNet", "GFNetBlock", "GFNET_SIZES"]
 
@@ -49,7 +49,7 @@ class GFNetBlock(nn.Module):
         return x + self.drop_path(self.mlp(self.norm2(self.mixer(self.norm1(x)))))
 
 
-class GFNet(ImageClassifier):
+class GFNet(ConvStemTokenClassifier):
     """GFNet*: global-filter blocks over the token grid of a convolutional stem, classified by average pooling.
 
     X⁰ = flatten(stem(I)) + E,  Xˡ = GFNetBlock_l(Xˡ⁻¹),  logits = W · mean_i LN(Xᴸ)_i + b.
@@ -95,16 +95,9 @@ class GFNet(ImageClassifier):
         mixer_kwargs: dict[str, Any] | None = None,
     ) -> None:
         check_model_options(img_size, num_classes, in_chans, drop_rate, drop_path_rate)
-        if patch_size not in (4, 8, 16):
-            raise ValueError(f"patch_size must be 4, 8 or 16, got {patch_size!r}")
-        if img_size % patch_size != 0:
-            raise ValueError(f"img_size must be divisible by {patch_size} (the stem's stride), got {img_size}")
         super().__init__(img_size, in_chans, num_classes, embed_dim, drop_rate)
-        self.grid_size = (img_size // patch_size, img_size // patch_size)
+        self._build_stem(img_size, in_chans, embed_dim, patch_size, drop_rate)
         self.attention = attention
-        self.patch_embed = ConvStem(in_chans, embed_dim, patch_size)
-        self.pos_embed = nn.Parameter(torch.zeros(1, self.grid_size[0] * self.grid_size[1], embed_dim))
-        self.pos_drop = nn.Dropout(drop_rate)
         self.blocks = nn.ModuleList(
             GFNetBlock(
                 embed_dim,
@@ -128,30 +121,3 @@ class GFNet(ImageClassifier):
         )
         self.norm = nn.LayerNorm(embed_dim, eps=1e-6)
         self._init_weights()
-
-    def _init_weights(self) -> None:
-        """Truncated-normal(0.02) position embedding and linear weights, zero biases (as in GFNet)."""
-        nn.init.trunc_normal_(self.pos_embed, std=0.02)
-        for module in self.modules():
-            if isinstance(module, nn.Linear):
-                nn.init.trunc_normal_(module.weight, std=0.02)
-                if module.bias is not None:
-                    nn.init.zeros_(module.bias)
-
-    @torch.jit.ignore
-    def no_weight_decay(self) -> set[str]:
-        """Parameters trained without weight decay."""
-        return {"pos_embed"}
-
-    def forward_tokens(self, x: torch.Tensor) -> torch.Tensor:
-        """Images → final normalised tokens ``(B, N, embed_dim)``."""
-        self.check_images(x)
-        x = self.patch_embed(x).flatten(2).transpose(1, 2)
-        x = self.pos_drop(x + self.pos_embed)
-        for block in self.blocks:
-            x = block(x)
-        return self.norm(x)
-
-    def forward_features(self, x: torch.Tensor) -> torch.Tensor:
-        """Images → average of the final tokens ``(B, embed_dim)``."""
-        return self.forward_tokens(x).mean(dim=1)

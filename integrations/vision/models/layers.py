@@ -17,6 +17,7 @@ __all__ = [
     "TransformerBlock",
     "drop_path_rates",
     "ImageClassifier",
+    "ConvStemTokenClassifier",
     "check_model_options",
 ]
 
@@ -245,3 +246,51 @@ class ImageClassifier(nn.Module, ABC):
         self.num_classes = num_classes
         device = next(self.parameters()).device
         self.head = nn.Linear(self.num_features, num_classes, device=device) if num_classes > 0 else nn.Identity()
+
+
+class ConvStemTokenClassifier(ImageClassifier):
+    """Shared body of the token families on a convolutional stem (DeiT*, GFNet*): stem → tokens + a learned position
+    embedding → ``self.blocks`` → LayerNorm → average pooling.
+
+    Subclasses call :meth:`_build_stem` in their constructor, then set ``self.blocks`` and ``self.norm`` and call
+    :meth:`_init_weights`.
+    """
+
+    def _build_stem(self, img_size: int, in_chans: int, embed_dim: int, patch_size: int, drop_rate: float) -> None:
+        """The convolutional stem of stride ``patch_size``, the ``(img_size/patch_size)²`` token grid and its
+        position embedding."""
+        if patch_size not in (4, 8, 16):
+            raise ValueError(f"patch_size must be 4, 8 or 16, got {patch_size!r}")
+        if img_size % patch_size != 0:
+            raise ValueError(f"img_size must be divisible by {patch_size} (the stem's stride), got {img_size}")
+        self.grid_size = (img_size // patch_size, img_size // patch_size)
+        self.patch_embed = ConvStem(in_chans, embed_dim, patch_size)
+        self.pos_embed = nn.Parameter(torch.zeros(1, self.grid_size[0] * self.grid_size[1], embed_dim))
+        self.pos_drop = nn.Dropout(drop_rate)
+
+    def _init_weights(self) -> None:
+        """Truncated-normal(0.02) position embedding and linear weights, zero biases (as in DeiT and GFNet)."""
+        nn.init.trunc_normal_(self.pos_embed, std=0.02)
+        for module in self.modules():
+            if isinstance(module, nn.Linear):
+                nn.init.trunc_normal_(module.weight, std=0.02)
+                if module.bias is not None:
+                    nn.init.zeros_(module.bias)
+
+    @torch.jit.ignore
+    def no_weight_decay(self) -> set[str]:
+        """Parameters trained without weight decay."""
+        return {"pos_embed"}
+
+    def forward_tokens(self, x: torch.Tensor) -> torch.Tensor:
+        """Images → final normalised tokens ``(B, N, embed_dim)``."""
+        self.check_images(x)
+        x = self.patch_embed(x).flatten(2).transpose(1, 2)
+        x = self.pos_drop(x + self.pos_embed)
+        for block in self.blocks:
+            x = block(x)
+        return self.norm(x)
+
+    def forward_features(self, x: torch.Tensor) -> torch.Tensor:
+        """Images → average of the final tokens ``(B, embed_dim)``."""
+        return self.forward_tokens(x).mean(dim=1)
