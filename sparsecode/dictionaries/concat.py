@@ -18,17 +18,38 @@ from __future__ import annotations
 from typing import Any, Sequence
 
 import torch
-import torch.nn.functional as F
 from torch import nn
 
 from .base import Dictionary, LipschitzSpec
-from .dense import DenseOperator
+from .dense import DenseOperator, gram_of
+from .performer import _EPS, l2_normalize
 
 __all__ = ["ConcatDictionary", "ConcatOperator"]
 
 
 def _scalar_bound(L: torch.Tensor) -> torch.Tensor:
     return L.detach().amax() if L.numel() > 1 else L.detach().reshape(())
+
+
+def _block_gram(weights: Sequence[torch.Tensor], batch: tuple[int, ...]) -> torch.Tensor:
+    r"""The Gram matrix :math:`P^\top P` of :math:`P = [P_1, \dots, P_k]` assembled from its blocks.
+
+    :math:`G_{ij} = P_i^\top P_j` is computed for :math:`j \ge i` only, at the broadcast batch shape of the two
+    parts (a block of two static parts once, not once per batch entry), and :math:`G_{ji} = G_{ij}^\top`.
+
+    Args:
+        weights: the parts' matrices ``(*batch_i, n, m_i)``.
+        batch: the broadcast batch shape of all parts.
+    """
+    k = len(weights)
+    blocks: list[list[torch.Tensor | None]] = [[None] * k for _ in range(k)]
+    for i in range(k):
+        for j in range(i, k):
+            block = gram_of(weights[i]) if j == i else weights[i].transpose(-1, -2) @ weights[j]
+            blocks[i][j] = block.expand(batch + tuple(block.shape[-2:]))
+            if j != i:
+                blocks[j][i] = blocks[i][j].transpose(-1, -2)
+    return torch.cat([torch.cat(row, dim=-1) for row in blocks], dim=-2)
 
 
 class ConcatOperator:
@@ -142,12 +163,26 @@ class ConcatDictionary(Dictionary):
         except RuntimeError as err:
             raise ValueError(f"the parts' batch/head shapes do not broadcast: {[b.batch_shape for b in bound]}") \
                 from err
-        weights = [b.weight.expand(batch + tuple(b.weight.shape[-2:])) for b in bound]
-        weight = torch.cat(weights, dim=-1)
-        if self.normalize_atoms:
-            weight = F.normalize(weight, p=2, dim=-2)
-        return DenseOperator(weight, stacked=any(b.stacked for b in bound), lipschitz=self.lipschitz_mode,
-                             warm_start=self, power_iterations=self.power_iterations)
+        stacked = any(b.stacked for b in bound)
+        options = {"stacked": stacked, "lipschitz": self.lipschitz_mode, "warm_start": self,
+                   "power_iterations": self.power_iterations}
+        raw = [b.weight for b in bound]
+        n_features, n_atoms = raw[0].shape[-2], sum(w.shape[-1] for w in raw)
+        wants_gram = stacked or n_atoms <= 2 * n_features
+        if self.normalize_atoms and wants_gram and all(w.dtype in (torch.float32, torch.float64) for w in raw):
+            # normalising the concatenation's atoms through the Gram diagonal: P = W D with W the raw concatenation
+            # and D = diag(‖w_k‖)⁻¹ read off diag(WᵀW), PᵀP = D WᵀW D; P is formed only if its weight is read
+            raw_gram = _block_gram(raw, batch)
+            scale = raw_gram.diagonal(dim1=-2, dim2=-1).clamp_min(_EPS * _EPS).rsqrt()
+            gram = raw_gram * scale.unsqueeze(-1) * scale.unsqueeze(-2)
+            weight = torch.cat([w.expand(batch + tuple(w.shape[-2:])) for w in raw], dim=-1)
+            return DenseOperator(weight, gram_matrix=gram, column_scale=scale, **options)
+        # normalising the concatenation over the signal dimension is normalising every part's atoms: each part is
+        # normalised at its own (possibly smaller, e.g. static) batch shape before it is broadcast
+        parts = [l2_normalize(w, dim=-2) for w in raw] if self.normalize_atoms else raw
+        weight = torch.cat([w.expand(batch + tuple(w.shape[-2:])) for w in parts], dim=-1)
+        gram = _block_gram(parts, batch) if wants_gram else None
+        return DenseOperator(weight, gram_matrix=gram, **options)
 
     # the unbound dictionary acts through its bound form (static parts only)
     def decode(self, u: torch.Tensor) -> torch.Tensor:

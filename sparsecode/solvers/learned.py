@@ -14,8 +14,11 @@ with the learnable :math:`A` (``learned_k``, initialised to the identity), :math
 and :math:`s_L` (``learned_L``, init 1). With ``SmoothSoftThreshold`` (:math:`T_\tau(v) =
 \operatorname{sign}(v)\,\mathrm{GELU}(|v| - \tau)`) this is exactly the update of the released VARS-D code (the
 parameter names match its checkpoints); with ``SoftThreshold``, :math:`A = I`, unit scales and
-``lipschitz="operator"`` it is plain ISTA started from :math:`T_\lambda(P^\top x)`. Codes are row vectors, so
-:math:`\tilde K u` is computed as ``u @ K̃ᵀ``.
+``lipschitz="operator"`` it is plain ISTA started from :math:`T_\lambda(P^\top x)`.
+
+Codes are row vectors. Once per solve the solver forms :math:`M = I - \tilde K^\top / \tilde L` (with
+:math:`\tilde K^\top = A^\top K A^\top`, :math:`K` symmetric, each product one folded matrix multiply) and
+:math:`b / \tilde L`; a step's gradient move is then one batched multiply-add ``u @ M + b/L̃``.
 """
 from __future__ import annotations
 
@@ -32,6 +35,19 @@ __all__ = ["LearnedISTA", "LEARNED_STEP_SIZES"]
 
 #: how :math:`L` is obtained: the released bound (max row l1 norm of the Gram + 1) or the operator's own bound
 LEARNED_STEP_SIZES = ("row_sum_plus_one", "operator")
+
+
+def _sandwich(a: torch.Tensor, g: torch.Tensor) -> torch.Tensor:
+    r""":math:`A G A` for one ``(m, m)`` matrix :math:`A` and a batch of ``(*batch, m, m)`` matrices :math:`G`.
+
+    Both products are single folded matrix multiplies: :math:`GA` stacks the batch into rows, and
+    :math:`A(GA) = ((GA)^\top A^\top)^\top` does the same on the transposed blocks.
+    """
+    if a.ndim != 2 or g.ndim < 3:
+        return a @ g @ a
+    m = g.shape[-1]
+    ga = (g.reshape(-1, m) @ a).reshape(g.shape)
+    return (ga.transpose(-1, -2).reshape(-1, m) @ a.transpose(-1, -2)).reshape(g.shape).transpose(-1, -2)
 
 
 class LearnedISTA(Solver):
@@ -60,7 +76,9 @@ class LearnedISTA(Solver):
         self.learned_lam = nn.Parameter(torch.ones(lead + (1,), **kw))
         self.learned_L = nn.Parameter(torch.ones(lead + (1,), **kw))
         self.n_atoms, self.per_step, self.lipschitz_mode = n_atoms, per_step, lipschitz
+        # per solve: (M = I - K̃ᵀ/L̃, 1/L̃, s_λ) per plan entry, and the offsets b/L̃ keyed by the entry
         self._plan: list[tuple[torch.Tensor, torch.Tensor, torch.Tensor]] | None = None
+        self._offsets: dict[int, tuple[torch.Tensor, torch.Tensor]] = {}
         self._step_index = 0
 
     def _param(self, p: torch.Tensor, k: int) -> torch.Tensor:
@@ -81,21 +99,44 @@ class LearnedISTA(Solver):
         L = self._base_lipschitz(op, gram)
         n_plans = self.max_iter if self.per_step else 1
         plan = []
+        eye = torch.eye(self.n_atoms, dtype=gram.dtype, device=gram.device)
         for k in range(n_plans):
             a = self._param(self.learned_k, k).to(gram.dtype)
-            k_tilde_t = (a @ gram @ a).transpose(-1, -2)  # K̃ᵀ, so that K̃u = u @ K̃ᵀ for row codes
-            L_tilde = L / self._param(self.learned_L, k).to(gram.dtype)
-            plan.append((k_tilde_t, L_tilde, self._param(self.learned_lam, k).to(gram.dtype)))
+            inv_L_tilde = self._param(self.learned_L, k).to(gram.dtype) / L  # 1 / L̃
+            # M = I - K̃ᵀ/L̃ with K̃ᵀ = (A K A)ᵀ = Aᵀ K Aᵀ (K symmetric), so that one step is u M + b/L̃
+            k_tilde_t = _sandwich(a.transpose(-1, -2), gram)
+            # 1/L̃ broadcasts against codes; against the (*batch, m, m) matrices it needs a second trailing axis
+            inv_for_matrix = inv_L_tilde if op.stacked or inv_L_tilde.ndim == 0 else inv_L_tilde.unsqueeze(-1)
+            step_matrix = eye - k_tilde_t * inv_for_matrix
+            plan.append((step_matrix, inv_L_tilde, self._param(self.learned_lam, k).to(gram.dtype)))
         self._plan = plan
+        self._offsets = {}
 
-    def _apply(self, op: DenseOperator, mat_t: torch.Tensor, u: torch.Tensor) -> torch.Tensor:
-        if op.stacked or mat_t.ndim == 2:
-            return u @ mat_t
-        return (u.unsqueeze(-2) @ mat_t).squeeze(-2)
+    def _offset(self, b: torch.Tensor, inv_L_tilde: torch.Tensor) -> torch.Tensor:
+        """b/L̃, built once per solve and plan entry."""
+        key = id(inv_L_tilde)
+        entry = self._offsets.get(key)
+        if entry is None or entry[0] is not b:
+            entry = (b, b * inv_L_tilde)
+            self._offsets[key] = entry
+        return entry[1]
+
+    def _fused_step(self, op: DenseOperator, step_matrix: torch.Tensor, offset: torch.Tensor,
+                    u: torch.Tensor) -> torch.Tensor:
+        """u M + b/L̃ (one batched multiply-add for stacked codes)."""
+        if op.stacked and u.ndim >= 3 and step_matrix.ndim >= 3 and u.shape == offset.shape \
+                and step_matrix.shape[:-2] == u.shape[:-2]:
+            rows, m = u.shape[-2], u.shape[-1]
+            out = torch.baddbmm(offset.reshape(-1, rows, m), u.reshape(-1, rows, m),
+                                step_matrix.reshape(-1, m, m))
+            return out.reshape(u.shape)
+        if op.stacked or step_matrix.ndim == 2:
+            return u @ step_matrix + offset
+        return (u.unsqueeze(-2) @ step_matrix).squeeze(-2) + offset
 
     def lipschitz(self, op, x) -> torch.Tensor:
         """The first step's :math:`\\tilde L`."""
-        return self._plan[0][1]
+        return 1 / self._plan[0][1]
 
     def initial_code(self, op, b, threshold, init):
         if init is not None:
@@ -107,12 +148,12 @@ class LearnedISTA(Solver):
         return {"u": u0}
 
     def step(self, op, x, b, threshold, L, state, need_measure):
-        k_tilde_t, L_tilde, lam_scale = self._plan[min(self._step_index, len(self._plan) - 1)]
+        step_matrix, inv_L_tilde, lam_scale = self._plan[min(self._step_index, len(self._plan) - 1)]
         self._step_index += 1
         u = state["u"]
-        v = u - (self._apply(op, k_tilde_t, u) - b) / L_tilde
-        u_new = threshold.prox(v, lam_scale / L_tilde)
-        measure = per_sample_max_abs((u - u_new) * L_tilde) if need_measure else None
+        v = self._fused_step(op, step_matrix, self._offset(b, inv_L_tilde), u)
+        u_new = threshold.prox(v, lam_scale * inv_L_tilde)
+        measure = per_sample_max_abs((u - u_new) / inv_L_tilde) if need_measure else None
         return {"u": u_new}, measure
 
     def solve(self, op, x, threshold, *, init=None, trace=False, grad_steps=None) -> SolveResult:
@@ -122,6 +163,7 @@ class LearnedISTA(Solver):
             return super().solve(op, x, threshold, init=init, trace=trace, grad_steps=grad_steps)
         finally:
             self._plan = None
+            self._offsets = {}
 
     def extra_repr(self) -> str:
         return (f"n_atoms={self.n_atoms}, max_iter={self.max_iter}, per_step={self.per_step}, "

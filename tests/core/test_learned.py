@@ -100,3 +100,12 @@ def test_bad_input():
         LearnedISTA(4).solve(LinearDictionary(3, 5).bind(), torch.randn(2, 3), SoftThreshold(0.1))
     with pytest.raises(ValueError, match="implicit"):
         SparseReconstruction(LinearDictionary(3, 4), solver=LearnedISTA(4), differentiation="implicit")
+
+
+def test_learned_ista_moves_between_dtypes_and_devices():
+    """Regression: a helper named ``_apply`` once shadowed ``nn.Module._apply`` and broke ``.to()``."""
+    from sparsecode import LearnedISTA
+
+    solver = LearnedISTA(n_atoms=4)
+    assert solver.to(torch.float64).learned_k.dtype == torch.float64
+    assert solver.to("cpu").learned_lam.device.type == "cpu"

@@ -151,8 +151,9 @@ class VARS_D(nn.Module):  # noqa: N801 - the released class name
     def _split_heads(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """Queries and values ``(B, heads, N, head_dim)`` of tokens ``(B, N, C)``."""
         batch, tokens, _ = x.shape
-        qv = self.qkv(x).reshape(batch, tokens, 2, self.num_heads, self.head_dim).permute(2, 0, 3, 1, 4)
-        return qv[0], qv[1]
+        # unbind (whose backward is one stack) rather than two selections (each a zero-filled full-size gradient)
+        q, v = self.qkv(x).reshape(batch, tokens, 2, self.num_heads, self.head_dim).unbind(dim=2)
+        return q.transpose(1, 2), v.transpose(1, 2)
 
     def _check_input(self, x: torch.Tensor) -> None:
         _check_tokens(x, self.dim)
