@@ -45,7 +45,7 @@ DEMO_SCALES = {
                   n_sketch_per_class=3, n_pacs_per_class=4, n_voc_images=6, n_saliency_images=6, n_fixations=10),
 }
 #: epochs of the demo's PACS fine-tuning (per held-out domain)
-DEMO_PACS_EPOCHS = 2
+DEMO_PACS_EPOCHS = 1
 #: the demo's mCE reference model (its "AlexNet")
 DEMO_REFERENCE_MODEL = "resnet10t"
 def build_parser() -> argparse.ArgumentParser:
