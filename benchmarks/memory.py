@@ -85,12 +85,12 @@ def measure(mode: str, n_iter: int, *, batch: int = 256, n_features: int = 64, n
     return nbytes
 
 
-def _write_atomic(path: str, payload: dict) -> None:
+def _write_atomic(path: str, text: str) -> None:
     directory = os.path.dirname(os.path.abspath(path))
     os.makedirs(directory, exist_ok=True)
     fd, tmp = tempfile.mkstemp(dir=directory, suffix=".tmp")
     with os.fdopen(fd, "w") as f:
-        json.dump(payload, f, indent=2)
+        f.write(text)
     os.replace(tmp, path)
 
 
@@ -101,7 +101,7 @@ def main(argv: Sequence[str] | None = None) -> dict:
     parser.add_argument("--batch", type=int, default=256)
     parser.add_argument("--n-features", type=int, default=64)
     parser.add_argument("--n-atoms", type=int, default=256)
-    parser.add_argument("--out", default=None, help="write the results as JSON here (atomically)")
+    parser.add_argument("--out", default=None, help="write the results as JSON here, and the table beside it as .md (atomically)")
     args = parser.parse_args(argv)
     results: dict[str, dict[int, int]] = {m: {} for m in MODES}
     for mode in MODES:
@@ -109,18 +109,23 @@ def main(argv: Sequence[str] | None = None) -> dict:
             results[mode][n] = measure(mode, n, batch=args.batch, n_features=args.n_features,
                                        n_atoms=args.n_atoms, device=args.device)
     what = "peak allocated (CUDA)" if args.device == "cuda" else "saved-for-backward bytes (CPU)"
-    print(f"\nmemory of one training step, {what}; batch={args.batch}, n={args.n_features}, m={args.n_atoms}")
-    print(f"{'iters':>5} | {'unroll MiB':>10} | {'implicit MiB':>12} | {'unroll/implicit':>15} | "
-          f"{'unroll/unroll@5':>15} | {'implicit/implicit@5':>19}")
     first = ITERATIONS[0]
+    lines = [f"### Memory of one training step: unroll vs implicit differentiation", "",
+             f"Command: `python benchmarks/memory.py --device {args.device}`  ",
+             f"Measure: {what}; FISTA, batch={args.batch}, n={args.n_features}, m={args.n_atoms}.", "",
+             "| iterations | unroll MiB | implicit MiB | unroll / implicit | unroll / unroll@5 | implicit / implicit@5 |",
+             "|---|---|---|---|---|---|"]
     for n in ITERATIONS:
         u, i = results["unroll"][n], results["implicit"][n]
-        print(f"{n:>5} | {u / 2**20:>10.2f} | {i / 2**20:>12.2f} | {u / i:>15.2f} | "
-              f"{u / results['unroll'][first]:>15.2f} | {i / results['implicit'][first]:>19.2f}")
+        lines.append(f"| {n} | {u / 2**20:.2f} | {i / 2**20:.2f} | {u / i:.2f} | "
+                     f"{u / results['unroll'][first]:.2f} | {i / results['implicit'][first]:.2f} |")
+    table = "\n".join(lines) + "\n"
+    print("\n" + table)
     payload = {"device": args.device, "measure": what, "batch": args.batch, "n_features": args.n_features,
                "n_atoms": args.n_atoms, "bytes": {m: {str(k): v for k, v in r.items()} for m, r in results.items()}}
     if args.out:
-        _write_atomic(args.out, payload)
+        _write_atomic(args.out, json.dumps(payload, indent=2))
+        _write_atomic(os.path.splitext(args.out)[0] + ".md", table)
     return payload
 
 
