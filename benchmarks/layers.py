@@ -60,6 +60,9 @@ import torch  # noqa: E402
 from torch import nn  # noqa: E402
 from tqdm import tqdm  # noqa: E402
 
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from memory import saved_tensor_bytes  # noqa: E402  (one definition of the CPU memory measure)
+
 __all__ = [
     "MixerSpec",
     "MIXERS",
@@ -141,24 +144,6 @@ def _build_mixer(spec: MixerSpec, dim: int, num_heads: int, grid: int, seed: int
     torch.manual_seed(seed)
     module = build_mixer(spec.kind, dim, num_heads, grid, spec.variant, qkv_bias=False, seed=seed)
     return torch.compile(module) if spec.compiled else module
-
-
-def saved_tensor_bytes(fn: Callable[[], torch.Tensor]) -> tuple[int, torch.Tensor]:
-    """Run ``fn()``; return (bytes of the distinct storages autograd saved for the backward pass, its result).
-
-    Args:
-        fn: a forward computation recording an autograd graph.
-    """
-    seen: dict[int, int] = {}
-
-    def pack(t: torch.Tensor) -> torch.Tensor:
-        storage = t.untyped_storage()
-        seen[storage.data_ptr()] = storage.nbytes()
-        return t
-
-    with torch.autograd.graph.saved_tensors_hooks(pack, lambda t: t):
-        out = fn()
-    return sum(seen.values()), out
 
 
 def _train_step(module: nn.Module, x: torch.Tensor) -> None:
