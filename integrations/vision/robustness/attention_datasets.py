@@ -43,7 +43,35 @@ def _find_with_any_extension(folder: Path, stem: str) -> Path | None:
     return None
 
 
-class VOCForegroundDataset(Dataset):
+class _ImageWithMap(Dataset):
+    """Shared part of the datasets whose samples pair an image with a pixel map at its original resolution:
+    ``self.samples`` holds ``(image path, map path)``; the map is cropped to the region the model sees."""
+
+    samples: list[tuple[Path, Path]]
+    preprocessing: Preprocessing
+
+    def __len__(self) -> int:
+        return len(self.samples)
+
+    def sample_path(self, index: int) -> Path:
+        """The image file behind sample ``index``.
+
+        Args:
+            index: Sample position.
+
+        Returns:
+            Its path.
+        """
+        return self.samples[index][0]
+
+    def _view(self, image, pixel_map: np.ndarray) -> tuple[torch.Tensor, torch.Tensor]:
+        """The preprocessed image and ``pixel_map`` cropped to the same region of the original image."""
+        box = self.preprocessing.crop_box_in_original(image.height, image.width)
+        cropped = pixel_map[box.top : box.top + box.height, box.left : box.left + box.width]
+        return self.preprocessing(image), torch.from_numpy(np.array(cropped, copy=True))
+
+
+class VOCForegroundDataset(_ImageWithMap):
     """Samples ``(x, m)``: the preprocessed image and its mask ``m`` (uint8, 0 bg, 255 void, else object).
 
     ``m`` is the original-resolution mask cropped to the region the model sees.
@@ -97,20 +125,6 @@ class VOCForegroundDataset(Dataset):
                 )
             self.samples.append((image_path, mask_path))
 
-    def __len__(self) -> int:
-        return len(self.samples)
-
-    def sample_path(self, index: int) -> Path:
-        """The image file behind sample ``index``.
-
-        Args:
-            index: Sample position.
-
-        Returns:
-            Its path.
-        """
-        return self.samples[index][0]
-
     def __getitem__(self, index: int) -> tuple[torch.Tensor, torch.Tensor]:
         image_path, mask_path = self.samples[index]
         image = load_rgb(image_path)
@@ -119,12 +133,10 @@ class VOCForegroundDataset(Dataset):
             raise CorruptImageError(mask_path, f"a mask must be a single-channel palette PNG, got shape {mask.shape}")
         if mask.shape != (image.height, image.width):
             raise CorruptImageError(mask_path, f"mask is {mask.shape}, the image is {(image.height, image.width)}")
-        box = self.preprocessing.crop_box_in_original(image.height, image.width)
-        mask = mask[box.top : box.top + box.height, box.left : box.left + box.width]
-        return self.preprocessing(image), torch.from_numpy(np.array(mask, copy=True))
+        return self._view(image, mask)
 
 
-class MIT1003FixationDataset(Dataset):
+class MIT1003FixationDataset(_ImageWithMap):
     """Samples ``(x, f)``: the preprocessed stimulus and a bool map ``f`` of fixated pixels.
 
     ``f`` is the original-resolution fixation-point image (grey > 127) cropped to the region the
@@ -159,20 +171,6 @@ class MIT1003FixationDataset(Dataset):
                 )
             self.samples.append((stimulus, points))
 
-    def __len__(self) -> int:
-        return len(self.samples)
-
-    def sample_path(self, index: int) -> Path:
-        """The stimulus file behind sample ``index``.
-
-        Args:
-            index: Sample position.
-
-        Returns:
-            Its path.
-        """
-        return self.samples[index][0]
-
     def __getitem__(self, index: int) -> tuple[torch.Tensor, torch.Tensor]:
         stimulus_path, points_path = self.samples[index]
         image = load_rgb(stimulus_path)
@@ -181,6 +179,4 @@ class MIT1003FixationDataset(Dataset):
             raise CorruptImageError(
                 points_path, f"fixation points are {points.shape}, the stimulus is {(image.height, image.width)}"
             )
-        box = self.preprocessing.crop_box_in_original(image.height, image.width)
-        points = points[box.top : box.top + box.height, box.left : box.left + box.width]
-        return self.preprocessing(image), torch.from_numpy(np.array(points, copy=True))
+        return self._view(image, points)
