@@ -16,7 +16,11 @@ __all__ = ["objective", "kkt_residual", "per_sample_max_abs"]
 
 def per_sample_max_abs(t: torch.Tensor) -> torch.Tensor:
     r""":math:`\max_i |t_{b,i}|` for every sample ``b`` (shape ``(B,)``)."""
-    return torch.linalg.vector_norm(t.reshape(t.shape[0], -1), ord=float("inf"), dim=1)
+    flat = t.reshape(t.shape[0], -1)
+    if flat.shape[1] == 0:
+        return flat.new_zeros(flat.shape[0])
+    # abs().amax() rather than vector_norm(ord=inf): the same values, an order of magnitude faster on the CPU
+    return flat.abs().amax(dim=1)
 
 
 def objective(op: Operator, x: torch.Tensor, u: torch.Tensor, threshold: Threshold) -> torch.Tensor:

@@ -6,12 +6,14 @@ from .fista import FISTA
 from .ista import ISTA
 from .lca import LCA, LCA_FORMS
 from .learned import LEARNED_STEP_SIZES, LearnedISTA
+from .sparsa import SpaRSA
 
-__all__ = ["Solver", "ISTA", "FISTA", "LCA", "LearnedISTA", "SOLVERS", "get_solver", "INITS", "LCA_FORMS",
+__all__ = ["Solver", "ISTA", "FISTA", "LCA", "LearnedISTA", "SpaRSA", "SOLVERS", "get_solver", "INITS", "LCA_FORMS",
            "LEARNED_STEP_SIZES"]
 
 #: name → solver class, so configurations can say ``solver="fista"``
-SOLVERS: dict[str, type[Solver]] = {"ista": ISTA, "fista": FISTA, "lca": LCA, "learned_ista": LearnedISTA}
+SOLVERS: dict[str, type[Solver]] = {"ista": ISTA, "fista": FISTA, "lca": LCA, "learned_ista": LearnedISTA,
+                                   "sparsa": SpaRSA}
 
 
 def get_solver(name: str, **kwargs) -> Solver:

@@ -34,6 +34,8 @@ INITS = ("zeros", "encode", "prox_encode")
 
 State = dict[str, torch.Tensor]
 
+BLOCK_BYTES = 1 << 20
+
 
 def _per_sample_where(mask: torch.Tensor, new: torch.Tensor, old: torch.Tensor) -> torch.Tensor:
     return torch.where(mask.reshape(mask.shape + (1,) * (new.ndim - 1)), new, old)
@@ -200,7 +202,7 @@ class Solver(nn.Module, abc.ABC):
         block's codes about 1 MiB so that an iteration's tensors stay in cache; with a tolerance, converged rows are
         frozen as usual, then dropped from their block."""
         n_samples = x.shape[0]
-        rows_per_block = max(128, (1 << 20) // max(1, b.shape[1] * b.element_size()))
+        rows_per_block = max(128, BLOCK_BYTES // max(1, b.shape[1] * b.element_size()))
         final = {key: torch.empty_like(v) for key, v in state.items()}
         converged = torch.zeros(n_samples, dtype=torch.bool, device=x.device)
         iters = torch.zeros(n_samples, dtype=torch.long, device=x.device)
@@ -226,36 +228,34 @@ class Solver(nn.Module, abc.ABC):
     def _tolerance_loop(self, op: Operator, x: torch.Tensor, b: torch.Tensor, threshold: Threshold,
                         L: torch.Tensor, state: State, scale: torch.Tensor, converged: torch.Tensor,
                         iters: torch.Tensor) -> tuple[State, int]:
-        """Iterate one block until all its rows meet ``tol`` (checked every ``check_every``) or ``max_iter``; fills
-        the views ``converged`` and ``iters`` and returns the final state and the iteration count. Frozen rows leave
-        the working set once they are at least an eighth of it."""
+        """Iterate one block until all its rows meet ``tol`` or ``max_iter``; fills the views ``converged`` and
+        ``iters`` and returns the final state and the iteration count. A row leaves the working set as soon as it
+        converges (its state is copied out then), so later iterations cost only what the remaining rows cost."""
         final = {key: torch.empty_like(v) for key, v in state.items()}
         rows = torch.arange(x.shape[0], device=x.device)
-        active = torch.ones(x.shape[0], dtype=torch.bool, device=x.device)
         n_iter = 0
         for k in range(self.max_iter):
-            n_iter = k + 1
-            if rows.numel():
-                new_state, measure = self.step(op, x, b, threshold, L, state, need_measure=True)
-                state = new_state if bool(active.all()) else {
-                    key: _per_sample_where(active, new_state[key], state[key]) for key in state}
-                iters.index_add_(0, rows, active.long())
-                now = (measure.detach() / scale) <= self.tol
-                converged.index_copy_(0, rows, converged.index_select(0, rows) | (active & now))
-                active = active & ~now
-                n_frozen = int((~active).sum())
-                if n_frozen and 8 * n_frozen >= rows.numel():
-                    done = (~active).nonzero().squeeze(1)
-                    for key in state:
-                        final[key].index_copy_(0, rows.index_select(0, done), state[key].index_select(0, done))
-                    keep = active.nonzero().squeeze(1)
-                    rows, x, b, scale = (t.index_select(0, keep) for t in (rows, x, b, scale))
-                    state = {key: v.index_select(0, keep) for key, v in state.items()}
-                    active = active.index_select(0, keep)
-            if (k + 1) % self.check_every == 0 and not bool(active.any()):
+            if not rows.numel():
                 break
+            n_iter = k + 1
+            state, measure = self.step(op, x, b, threshold, L, state, need_measure=True)
+            now = (measure.detach() / scale) <= self.tol
+            if bool(now.any()):
+                done = now.nonzero().squeeze(1)
+                out = rows.index_select(0, done)
+                for key in state:
+                    final[key].index_copy_(0, out, state[key].index_select(0, done))
+                converged.index_fill_(0, out, True)
+                iters.index_fill_(0, out, n_iter)
+                keep = (~now).nonzero().squeeze(1)
+                rows, x, b, scale = (t.index_select(0, keep) for t in (rows, x, b, scale))
+                state = {key: v.index_select(0, keep) for key, v in state.items()}
         for key in state:
             final[key].index_copy_(0, rows, state[key])
+        iters.index_fill_(0, rows, n_iter)
+        if not rows.numel():
+            # the plain loop notices "all converged" only every check_every iterations: report its count
+            n_iter = min(self.max_iter, -(-n_iter // self.check_every) * self.check_every)
         return final, n_iter
 
     def extra_repr(self) -> str:

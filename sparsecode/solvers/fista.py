@@ -41,14 +41,17 @@ class FISTA(Solver):
         u_new = threshold.prox(_gradient_step(op, y, b, L), 1.0 / L)
         t_new = (1 + torch.sqrt(1 + 4 * t * t)) / 2
         momentum = (t - 1) / t_new
+        # u may be a lower-precision start under autocast
+        step_u = u_new - u.to(u_new.dtype)
+        gap = y - u_new if (self.restart or need_measure) else None
         if self.restart:
-            bad = ((y - u_new) * (u_new - u)).reshape(u.shape[0], -1).sum(dim=1) > 0
+            bad = torch.linalg.vecdot(gap.reshape(u.shape[0], -1), step_u.reshape(u.shape[0], -1)) > 0
             t_new = torch.where(bad, torch.ones_like(t_new), t_new)
             momentum = torch.where(bad, torch.zeros_like(momentum), momentum)
-        # y = u_new + m (u_new - u) as one kernel: lerp(u, u_new, 1 + m) (exact at m = 0, see torch.lerp)
-        weight = (1 + momentum).reshape((-1,) + (1,) * (u_new.ndim - 1)).to(u_new.dtype)
-        y_new = torch.lerp(u.to(u_new.dtype), u_new, weight)  # u may be a lower-precision start under autocast
-        measure = _max_abs_times(y - u_new, L) if need_measure else None
+        # y = u_new + m (u_new - u) as one kernel (exactly u_new at m = 0)
+        weight = momentum.reshape((-1,) + (1,) * (u_new.ndim - 1)).to(u_new.dtype)
+        y_new = torch.addcmul(u_new, step_u, weight)
+        measure = _max_abs_times(gap, L) if need_measure else None
         return {"u": u_new, "y": y_new, "t": t_new}, measure
 
     def extra_repr(self) -> str:

@@ -14,7 +14,7 @@ from sklearn.decomposition import sparse_encode
 from sklearn.linear_model import Lasso
 
 from sparsecode import (FISTA, ISTA, LCA, LinearDictionary, NonNegSoftThreshold, SoftThreshold, SparseReconstruction,
-                        kkt_residual, objective)
+                        SpaRSA, kkt_residual, objective)
 
 
 def _problem(seed: int, n: int, m: int, batch: int, scale: float):
@@ -39,6 +39,8 @@ SOLVERS = {
     "ista": lambda: ISTA(max_iter=100_000, tol=1e-11),
     "lca_vars": lambda: LCA(max_iter=200_000, tol=1e-11, form="vars"),
     "lca_rozell": lambda: LCA(max_iter=100_000, tol=1e-11, form="rozell"),
+    "sparsa": lambda: SpaRSA(max_iter=100_000, tol=1e-11),
+    "sparsa_monotone": lambda: SpaRSA(max_iter=100_000, tol=1e-11, memory=1),
 }
 
 

@@ -17,6 +17,7 @@ from sparsecode import (
     PerformerDictionary,
     SoftThreshold,
     SparseReconstruction,
+    SpaRSA,
     materialize,
     objective,
 )
@@ -53,7 +54,8 @@ KINDS = [
 ]
 
 SOLVERS = [("ista", lambda: ISTA(max_iter=25)), ("fista", lambda: FISTA(max_iter=25)),
-           ("lca", lambda: LCA(max_iter=25, method="euler"))]
+           ("lca", lambda: LCA(max_iter=25, method="euler")), ("sparsa", lambda: SpaRSA(max_iter=25)),
+           ("sparsa_monotone", lambda: SpaRSA(max_iter=25, memory=1))]
 
 
 @pytest.mark.parametrize("solver_name,solver", SOLVERS, ids=[s[0] for s in SOLVERS])
@@ -70,7 +72,7 @@ def test_every_solver_with_every_dictionary(solver_name, solver, name, factory, 
     op = layer.bind(ctx)
     final = objective(op, x, result.code, layer.threshold)
     assert (final < f0).all(), (final, f0)
-    if solver_name == "ista":  # monotone with a valid step size
+    if solver_name in ("ista", "sparsa_monotone"):  # monotone (ISTA with a valid step, SpaRSA with memory 1)
         obj = result.trace.objective
         assert (obj[1:] <= obj[:-1] * (1 + 1e-9) + 1e-12).all()
 
