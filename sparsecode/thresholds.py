@@ -38,6 +38,38 @@ def _per_sample_max(t: torch.Tensor) -> torch.Tensor:
     return t.reshape(t.shape[0], -1).amax(dim=1) if t.ndim > 1 else t
 
 
+def _sum_to_shape(t: torch.Tensor, shape: torch.Size) -> torch.Tensor:
+    """Sum ``t`` over the dimensions along which a tensor of ``shape`` was broadcast to ``t``'s shape."""
+    lead = t.ndim - len(shape)
+    if lead:
+        t = t.sum(dim=tuple(range(lead)))
+    dims = tuple(i for i, n in enumerate(shape) if n == 1 and t.shape[i] != 1)
+    return t.sum(dim=dims, keepdim=True) if dims else t
+
+
+class _SoftShrink(torch.autograd.Function):
+    r""":math:`T_t(v) = v - \operatorname{clamp}(v, -t, t)` for a tensor threshold ``t`` broadcastable to ``v``, with
+    the backward written out: :math:`\partial v = g\,\mathbb 1[T \ne 0]`, :math:`\partial t = -\sum g\,
+    \operatorname{sign}(T)` (two passes, where autograd through ``minimum``/``maximum`` takes several mask and
+    scatter kernels). The backward is made of differentiable operations."""
+
+    @staticmethod
+    def forward(ctx, v: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
+        out = v - torch.clamp(v, -t, t)
+        ctx.save_for_backward(out)
+        ctx.t_shape = t.shape
+        return out
+
+    @staticmethod
+    def backward(ctx, grad: torch.Tensor):
+        (out,) = ctx.saved_tensors
+        grad_v = grad * (out != 0).to(grad.dtype) if ctx.needs_input_grad[0] else None
+        grad_t = None
+        if ctx.needs_input_grad[1]:
+            grad_t = _sum_to_shape(-(grad * torch.sign(out)), ctx.t_shape)
+        return grad_v, grad_t
+
+
 def _single_pass_ok(v: torch.Tensor, t: torch.Tensor) -> bool:
     # F.softshrink takes a Python number: usable for a scalar threshold that needs no gradient, on the CPU
     return (v.device.type == "cpu" and v.is_floating_point() and t.numel() == 1
@@ -111,8 +143,10 @@ class SoftThreshold(Threshold):
         if _single_pass_ok(v, t):
             # a single kernel; reading the scalar threshold costs no device synchronisation on the CPU
             return F.softshrink(v, float(t))
-        # v - clamp(v, -t, t) == sign(v) * relu(|v| - t), in one fused-friendly expression
-        return v - torch.maximum(torch.minimum(v, t), -t)
+        # v - clamp(v, -t, t) == sign(v) * relu(|v| - t)
+        if t.dtype != v.dtype or t.ndim > v.ndim:
+            return v - torch.maximum(torch.minimum(v, t), -t)
+        return _SoftShrink.apply(v, t)
 
     def penalty(self, u: torch.Tensor) -> torch.Tensor:
         return _per_sample_sum(self._lam_like(u) * u.abs())

@@ -9,15 +9,17 @@ global circular filter given by its half spectrum :math:`K_{c,a} \in \mathbb C^{
     (P^\top x)_{c,a} = \mathcal F^{-1}\big(K_{c,a} \odot \mathcal F x_c\big), \qquad
     (P u)_c = \mathcal F^{-1}\Big(\textstyle\sum_a \overline{K_{c,a}} \odot \mathcal F u_{c,a}\Big),
 
-and :math:`P^\top P` acts pointwise in frequency: per frequency an ``A × A`` matrix :math:`K K^H`.
+and :math:`P^\top P` acts pointwise in frequency: per frequency the rank-one ``A × A`` matrix :math:`K K^H`, applied as
+:math:`K_a \sum_b \overline{K_b}\,\hat u_b` (two products of the codes' size rather than one ``A`` times larger).
 
 **Self-conjugate columns.** The frequency columns 0 and :math:`w/2` (``w`` even) of a real signal's half spectrum
 are Hermitian along the ``h`` axis, and ``irfft2`` silently projects them onto that set. ``encode`` and ``decode``
 therefore act with the *effective* kernel :math:`K^{e}`, equal to :math:`K` except on those columns, where
 :math:`K^{e}[k] = (K[k] + \overline{K[-k]})/2`. They stay exact adjoints for any complex :math:`K`, but the pointwise
 Gram :math:`K K^H` of the raw kernel is not ``encode∘decode`` there. ``gram_mode="exact"`` (default) builds the Gram
-from :math:`K^{e}` (exactly ``encode∘decode``); ``gram_mode="pointwise"`` uses the raw :math:`K K^H` bit for bit as
-the released VARS-S code does.
+from :math:`K^{e}` (exactly ``encode∘decode``); ``gram_mode="pointwise"`` uses the raw :math:`K K^H` as the released
+VARS-S code does (``encode``/``decode`` are its products bit for bit; the Gram equals its ``A × A`` matrix up to
+rounding).
 """
 from __future__ import annotations
 
@@ -85,18 +87,16 @@ def _decode(u: torch.Tensor, kernel: torch.Tensor, grid: tuple[int, int]) -> tor
     return _irfft(z, grid).reshape(B, C, N)
 
 
-def _gram_kernel(kernel: torch.Tensor) -> torch.Tensor:
-    r"""Per frequency :math:`G_{ab} = K_a \overline{K_b}`: ``(C, A, 1, h, w')`` → ``(C, A, A, h, w')``."""
-    outer = kernel.permute(0, 3, 4, 1, 2).unsqueeze(-1) * kernel.conj().permute(0, 3, 4, 2, 1).unsqueeze(3)
-    return outer.sum(dim=-2).permute(0, 3, 4, 1, 2)
-
-
-def _apply_gram(u: torch.Tensor, gram: torch.Tensor, grid: tuple[int, int]) -> torch.Tensor:
+def _apply_gram(u: torch.Tensor, kernel: torch.Tensor, grid: tuple[int, int]) -> torch.Tensor:
+    r""":math:`P^\top P u` with the per-frequency Gram :math:`K K^H` applied in its rank-one form
+    :math:`K_a \sum_b \overline{K_b}\,\hat u_b`: two products of the codes' size instead of one ``A`` times larger
+    (the same values as the ``A × A`` matrix :math:`G_{ab} = K_a \overline{K_b}` per frequency, up to rounding)."""
     B, CA, N = u.shape
-    C, A = gram.shape[:2]
-    uf = _rfft(u.to(_real_dtype(gram)).reshape(B, C, 1, A, *grid))
-    z = (uf * gram.reshape(1, C, A, A, *gram.shape[-2:])).sum(dim=3)
-    return _irfft(z, grid).reshape(B, CA, N)
+    C, A = kernel.shape[:2]
+    uf = _rfft(u.to(_real_dtype(kernel)).reshape(B, C, A, *grid))  # (B, C, A, h, w')
+    k = kernel.reshape(1, C, A, *kernel.shape[-2:])
+    mixed = (uf * k.conj()).sum(dim=2, keepdim=True)  # (B, C, 1, h, w')
+    return _irfft(mixed * k, grid).reshape(B, CA, N)
 
 
 def _channel_lipschitz(kernel: torch.Tensor) -> torch.Tensor:
@@ -113,11 +113,12 @@ class FFTConvOperator:
     Args:
         dictionary: the owning dictionary (for shapes, step sizes and signal checks).
         kernel: complex kernel ``(C, A, 1, h, w // 2 + 1)``.
-        gram_kernel: the per-frequency Gram ``(C, A, A, h, w // 2 + 1)``.
+        gram_source: the kernel whose per-frequency Gram :math:`K K^H` is :math:`P^\top P`
+            (``(C, A, 1, h, w // 2 + 1)``: the raw kernel, or the effective one, see ``gram_mode``).
     """
 
-    def __init__(self, dictionary: "FFTConvDictionary", kernel: torch.Tensor, gram_kernel: torch.Tensor) -> None:
-        self.dictionary, self.kernel, self.gram_kernel = dictionary, kernel, gram_kernel
+    def __init__(self, dictionary: "FFTConvDictionary", kernel: torch.Tensor, gram_source: torch.Tensor) -> None:
+        self.dictionary, self.kernel, self.gram_source = dictionary, kernel, gram_source
         self.grid = dictionary.grid
 
     def decode(self, u: torch.Tensor) -> torch.Tensor:
@@ -129,8 +130,8 @@ class FFTConvOperator:
         return _encode(x, self.kernel, self.grid)
 
     def gram(self, u: torch.Tensor) -> torch.Tensor:
-        """:math:`P^\\top P u`, pointwise in frequency with the cached ``A × A`` Gram per frequency."""
-        return _apply_gram(u, self.gram_kernel, self.grid)
+        """:math:`P^\\top P u`, pointwise in frequency: :math:`K K^H` per frequency, in its rank-one form."""
+        return _apply_gram(u, self.gram_source, self.grid)
 
     def lipschitz(self) -> torch.Tensor:
         """The dictionary's step-size bound, per channel, broadcast to codes ``(1, C·A, 1)``."""
@@ -240,7 +241,7 @@ class FFTConvDictionary(Dictionary):
     def bind(self, context: Any = None) -> FFTConvOperator:
         """The operator for one batch, with the per-frequency Gram computed once."""
         super().bind(context)
-        return FFTConvOperator(self, self.complex_kernel(), _gram_kernel(self._gram_source()))
+        return FFTConvOperator(self, self.complex_kernel(), self._gram_source())
 
     def decode(self, u: torch.Tensor) -> torch.Tensor:
         r""":math:`(P u)_c = \mathcal F^{-1}(\sum_a \overline{K_{c,a}} \odot \mathcal F u_{c,a})`."""
@@ -252,7 +253,7 @@ class FFTConvDictionary(Dictionary):
 
     def gram(self, u: torch.Tensor) -> torch.Tensor:
         r""":math:`P^\top P u` pointwise in frequency (see ``gram_mode``)."""
-        return _apply_gram(u, _gram_kernel(self._gram_source()), self.grid)
+        return _apply_gram(u, self._gram_source(), self.grid)
 
     # --- step size ------------------------------------------------------------------------------------------------
     @torch.no_grad()

@@ -15,7 +15,6 @@ The step size is :math:`1/L` with :math:`L` from ``op.lipschitz()`` unless ``ste
 from __future__ import annotations
 
 import abc
-from typing import Any
 
 import torch
 from torch import nn
