@@ -26,7 +26,8 @@ from ..lipschitz import power_iteration
 __all__ = ["Operator", "Dictionary", "LipschitzSpec"]
 
 #: how a dictionary obtains its step-size bound: ``"power"`` (power iteration), ``"exact"`` (SVD, small dense only),
-#: ``"row_sum"`` (max row l1-norm of the Gram matrix, a cheap bound), or a positive number given by the user
+#: ``"row_sum"`` (max row l1-norm of the Gram matrix, a cheap bound), ``"perron"`` (Collatz–Wielandt bound, tight for
+#: non-negative Gram matrices), or a positive number given by the user
 LipschitzSpec = Any
 
 

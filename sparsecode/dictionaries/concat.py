@@ -109,12 +109,12 @@ class ConcatDictionary(Dictionary):
         normalize_atoms: with dense parts, L2-normalise every concatenated atom over the signal dimension.
         atom_dim: the code dimension to concatenate along when the parts are not all dense (default 1, the channel
             axis of convolutional and FFT codes).
-        lipschitz: for the dense case, ``"power"``, ``"exact"``, ``"row_sum"`` or a positive number (the generic case
-            sums the parts' bounds).
+        lipschitz: for the dense case, ``"power"``, ``"exact"``, ``"row_sum"``, ``"perron"`` or a positive number
+            (the generic case sums the parts' bounds).
         power_iterations: iterations of a cold power iteration.
     """
 
-    _lipschitz_modes = ("power", "exact", "row_sum")
+    _lipschitz_modes = ("power", "exact", "row_sum", "perron")
 
     def __init__(self, parts: Sequence[Dictionary], *, normalize_atoms: bool = False, atom_dim: int = 1,
                  lipschitz: LipschitzSpec = "power", power_iterations: int = 50) -> None:

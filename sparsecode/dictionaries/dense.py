@@ -16,7 +16,7 @@ from __future__ import annotations
 import torch
 
 from .._validation import check_trailing_shape
-from ..lipschitz import power_iteration
+from ..lipschitz import perron_bound, power_iteration
 
 __all__ = ["DenseOperator", "gram_of"]
 
@@ -62,7 +62,8 @@ class DenseOperator:
             ``weight`` :math:`W`; products go through :math:`W` and a scaling of the (small) codes, and the scaled
             matrix is formed only when ``weight`` is read (e.g. atoms normalised through the Gram diagonal).
         lipschitz: ``"power"``, ``"exact"`` (batched SVD), ``"row_sum"`` (:math:`\max_i \sum_j |G_{ij}|`, a cheap
-            upper bound) or a positive number.
+            upper bound), ``"perron"`` (a guaranteed upper bound, tight for entrywise non-negative Gram matrices:
+            :func:`~sparsecode.lipschitz.perron_bound`) or a positive number.
         warm_start: an object whose ``_power_vector`` attribute holds the previous power-iteration vector (read
             for the start, written back after): the owning dictionary, so warm starts persist across calls.
         power_iterations: number of power iterations (a third of it, at least 5, when warm-started).
@@ -228,8 +229,13 @@ class DenseOperator:
         if mode == "row_sum":
             g = self.gram_matrix().detach()
             return self._broadcast(g.abs().sum(dim=-1).amax(dim=-1))
+        if mode == "perron":
+            g = self.gram_matrix().detach()
+            dtype = g.dtype if g.dtype in (torch.float32, torch.float64) else torch.float32
+            return self._broadcast(perron_bound(g.to(dtype)).to(g.dtype))
         if mode != "power":
-            raise ValueError(f"lipschitz must be 'power', 'exact', 'row_sum' or a positive number, got {mode!r}")
+            raise ValueError(f"lipschitz must be 'power', 'exact', 'row_sum', 'perron' or a positive number, "
+                             f"got {mode!r}")
         dtype = w.dtype if w.dtype in (torch.float32, torch.float64) else torch.float32
         gm = self.gram_matrix().detach().to(dtype)
         shape = self.batch_shape + (self.n_atoms,)

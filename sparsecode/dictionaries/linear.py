@@ -27,12 +27,13 @@ class LinearDictionary(Dictionary):
         n_heads: number of independent dictionaries (with sizes; inferred from a 3-D ``weight``).
         learnable: register ``weight`` as an ``nn.Parameter`` (else a buffer).
         normalize_atoms: rescale every atom (column) to unit :math:`\ell_2` norm at each use.
-        lipschitz: ``"power"``, ``"exact"``, ``"row_sum"`` or a positive number (see :class:`DenseOperator`).
+        lipschitz: ``"power"``, ``"exact"``, ``"row_sum"``, ``"perron"`` or a positive number (see
+            :class:`DenseOperator`).
         generator: random generator for the initialisation.
         device, dtype: where to build the weight.
     """
 
-    _lipschitz_modes = ("power", "exact", "row_sum")
+    _lipschitz_modes = ("power", "exact", "row_sum", "perron")
 
     def __init__(
         self,

@@ -82,7 +82,7 @@ class PerformerDictionary(Dictionary):
         normalize_input: L2-normalise each token's head vector before the features (as the released code).
         input_scale: multiply the (normalised) tokens by this factor before the features.
         normalize_atoms: L2-normalise each atom over the tokens (over ``N``), as the released code.
-        lipschitz: ``"power"``, ``"exact"``, ``"row_sum"`` or a positive number (see ``DenseOperator``).
+        lipschitz: ``"power"``, ``"exact"``, ``"row_sum"``, ``"perron"`` or a positive number (see ``DenseOperator``).
         power_iterations: iterations of a cold power iteration.
         seed: seed of the Gaussian projection :math:`W` (ignored when ``generator`` is given).
         generator: random generator for :math:`W`.
@@ -90,7 +90,7 @@ class PerformerDictionary(Dictionary):
     """
 
     is_dynamic = True
-    _lipschitz_modes = ("power", "exact", "row_sum")
+    _lipschitz_modes = ("power", "exact", "row_sum", "perron")
 
     def __init__(
         self,

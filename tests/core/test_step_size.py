@@ -4,7 +4,8 @@ from __future__ import annotations
 import torch
 from hypothesis import given, strategies as st
 
-from sparsecode import DCTDictionary, FISTA, LinearDictionary, power_iteration
+from sparsecode import DCTDictionary, DenseOperator, FISTA, LinearDictionary, power_iteration
+from sparsecode.lipschitz import perron_bound
 
 
 @given(seed=st.integers(0, 10_000), n=st.integers(2, 30), m=st.integers(1, 30), heads=st.sampled_from([None, 1, 3]))
@@ -51,3 +52,38 @@ def test_per_head_lipschitz_broadcasts_against_codes():
     assert L.shape == (3, 1)
     code = torch.zeros(2, 3, 5, dtype=torch.float64)
     assert (code / L).shape == code.shape
+
+
+# --- the Collatz-Wielandt ("perron") bound ------------------------------------------------------------------------
+@given(seed=st.integers(0, 10_000), m=st.integers(1, 12), batch=st.integers(1, 4), positive=st.booleans(),
+       scale=st.sampled_from([1e-3, 1.0, 1e3]))
+def test_perron_bound_never_underestimates(seed, m, batch, positive, scale):
+    g = torch.Generator().manual_seed(seed)
+    W = torch.randn(batch, 2 * m, m, generator=g, dtype=torch.float64) * scale
+    if positive:
+        W = W.abs()
+    G = W.transpose(-1, -2) @ W
+    exact = torch.linalg.eigvalsh(G)[..., -1]
+    bound = perron_bound(G)
+    assert bound.shape == (batch,)
+    assert (bound >= exact * (1 - 1e-12)).all()
+    assert (bound <= G.abs().sum(dim=-1).amax(dim=-1) * (1 + 1e-4)).all()  # never worse than the row-sum bound
+
+
+def test_perron_bound_is_tight_for_positive_features():
+    g = torch.Generator().manual_seed(0)
+    W = torch.randn(16, 196, 64, generator=g, dtype=torch.float64).exp()  # positive random features
+    G = W.transpose(-1, -2) @ W
+    exact = torch.linalg.eigvalsh(G)[..., -1]
+    ratio = perron_bound(G) / exact
+    assert (ratio >= 1).all() and (ratio <= 1 + 2e-5).all()
+    # and through the dictionary option
+    op = DenseOperator(W, stacked=True, lipschitz="perron")
+    torch.testing.assert_close(op.lipschitz().flatten(), perron_bound(G), rtol=1e-12, atol=0)
+
+
+def test_perron_bound_handles_zero_and_reducible_matrices():
+    assert perron_bound(torch.zeros(3, 4, 4)).eq(0).all()
+    block = torch.block_diag(torch.full((2, 2), 3.0), torch.full((3, 3), 1.0))  # eigenvalues 6 and 3
+    bound = perron_bound(block.double())
+    assert 6.0 <= bound.item() <= 6.0 * (1 + 1e-4)

@@ -53,7 +53,7 @@ def test_paper_vars_d_is_plain_ista_from_the_encoding() -> None:
     assert type(solver) is ISTA and solver.max_iter == 3 and solver.init == "encode"
     assert type(mixer.sparse.threshold) is SoftThreshold
     assert mixer.sparse.threshold.lam.item() == pytest.approx(0.3)
-    assert mixer.sparse.dictionary.lipschitz_mode == "power"
+    assert mixer.sparse.dictionary.lipschitz_mode == "perron"
     assert not any(key.startswith("learned") or key == "L" for key in mixer.state_dict())
 
 

@@ -5,8 +5,9 @@
 =================  ===========================================  =============================================
 VARS-D / VARS-SD   λ = 0.3, 5 steps, sign·GELU(|v| − τ)          λ = 0.3, 3 steps, soft threshold,
                    threshold, LearnedISTA (``learned_k``,        ISTA from u₀ = Pᵀx with L = ‖PᵀP‖₂
-                   ``learned_lam``, ``learned_L``), L = max      (power iteration)
-                   row ℓ₁ of the Gram + 1, u₀ = T(Pᵀx)
+                   ``learned_lam``, ``learned_L``), L = max      (Collatz–Wielandt bound: exact to 1e-5 for
+                   row ℓ₁ of the Gram + 1, u₀ = T(Pᵀx)           the positive VARS-D Gram, about 1% above
+                                                                 for VARS-SD)
 VARS-S             λ = 3.5, 3 steps, soft threshold, ISTA from   λ = 0.3, 3 steps, soft threshold, ISTA from
                    u₀ = T(Pᵀx), pointwise Gram KKᴴ, L = the      u₀ = Pᵀx, Gram exactly encode∘decode,
                    running buffer ``L`` (``refresh_step_size``)  L = ‖PᵀP‖₂ per channel (closed form)

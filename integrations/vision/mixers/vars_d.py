@@ -139,7 +139,7 @@ class VARS_D(nn.Module):  # noqa: N801 - the released class name
 
     def _features(self, generator: torch.Generator) -> PerformerDictionary:
         """The dynamic part Φ(Q): random features of the L2-normalised queries."""
-        lipschitz = "power" if self.config.exact_step else "row_sum"
+        lipschitz = "perron" if self.config.exact_step else "row_sum"
         normalize = not self.has_static_atoms  # VARS-SD normalises after the concatenation
         return PerformerDictionary(self.num_heads, self.head_dim, self.num_features, normalize_input=True,
                                    normalize_atoms=normalize, lipschitz=lipschitz, generator=generator)
@@ -245,7 +245,7 @@ class VARS_SD(VARS_D):  # noqa: N801 - the released class name
         features = self._features(generator)
         static = torch.randn(self.num_heads, self.num_tokens, self.num_features, generator=generator, device="cpu")
         kernel = LinearDictionary(weight=static, learnable=True, device=torch.get_default_device())
-        lipschitz = "power" if self.config.exact_step else "row_sum"
+        lipschitz = "perron" if self.config.exact_step else "row_sum"
         return ConcatDictionary([features, kernel], normalize_atoms=True, lipschitz=lipschitz)
 
     def _check_input(self, x: torch.Tensor) -> None:
