@@ -147,8 +147,8 @@ assert isinstance(timm.create_model("rvt_tiny"), nn.Identity)
 assert type(vision.create_model("rvt_tiny", img_size=64)).__name__ == "RVT"
 from integrations.vision.models import register_rvt_block
 
-def build_toy(dim, num_heads, grid_size, variant, *, qkv_bias, attn_drop, proj_drop, seed):
-    return nn.Linear(dim, dim)
+def build_toy(spec):
+    return nn.Linear(spec.dim, spec.dim)
 
 class ToyBlock(nn.Module):
     def __init__(self, dim):

@@ -3,7 +3,10 @@
 A mixer maps tokens ``(B, N, C)`` to tokens ``(B, N, C)``. Mixer kinds are looked up by name
 in a table of constructors; each constructor has the signature of :data:`MixerConstructor`::
 
-    constructor(dim, num_heads, grid_size, variant, *, qkv_bias, attn_drop, proj_drop, seed, **extra)
+    constructor(spec: MixerSpec, **extra) -> nn.Module
+
+where :class:`MixerSpec` holds what every mixer is told (width, heads, grid, variant, biases, dropouts, seed) and
+``extra`` the kind's own options.
 
 Adding a kind is one call, ``register_mixer("my_kind", build_my_kind)``, followed by
 :func:`integrations.vision.models.register_models` to publish the new timm model names. The VARS kinds
@@ -19,12 +22,14 @@ from torch import nn
 
 from .attention import PerformerAttention, SelfAttention, positive_random_features
 from .global_filter import GlobalFilter
+from .spec import MixerSpec, reject_extra
 from .vars_config import VARS_D_CONFIGS, VARS_S_CONFIGS, SolveConfig
 from .vars_d import VARS_D, VARS_SD, build_vars_d, build_vars_sd
 from .vars_s import VARS_S, ChannelBatchNorm, build_vars_s
 
 __all__ = [
     "MixerConstructor",
+    "MixerSpec",
     "VARIANTS",
     "SelfAttention",
     "PerformerAttention",
@@ -49,79 +54,27 @@ VARIANTS: tuple[str, ...] = ("original", "paper")
 class MixerConstructor(Protocol):
     """Signature of an entry of the mixer table: builds one ``(B, N, C) -> (B, N, C)`` module."""
 
-    def __call__(
-        self,
-        dim: int,
-        num_heads: int,
-        grid_size: tuple[int, int],
-        variant: str,
-        *,
-        qkv_bias: bool,
-        attn_drop: float,
-        proj_drop: float,
-        seed: int,
-        **extra: Any,
-    ) -> nn.Module: ...
+    def __call__(self, spec: MixerSpec, **extra: Any) -> nn.Module: ...
 
 
-def _reject_extra(kind: str, extra: dict[str, Any]) -> None:
-    """Raise if a kind that takes no extra options receives some."""
-    if extra:
-        raise TypeError(f"mixer kind {kind!r} takes no extra options, got {sorted(extra)}")
-
-
-def _build_self_attention(
-    dim: int,
-    num_heads: int,
-    grid_size: tuple[int, int],
-    variant: str,
-    *,
-    qkv_bias: bool,
-    attn_drop: float,
-    proj_drop: float,
-    seed: int,
-    **extra: Any,
-) -> nn.Module:
+def _build_self_attention(spec: MixerSpec, **extra: Any) -> nn.Module:
     """Softmax self-attention; grid, variant and seed do not affect it."""
-    _reject_extra("self", extra)
-    return SelfAttention(dim, num_heads, qkv_bias=qkv_bias, attn_drop=attn_drop, proj_drop=proj_drop)
+    reject_extra("self", extra)
+    return SelfAttention(spec.dim, spec.num_heads, qkv_bias=spec.qkv_bias, attn_drop=spec.attn_drop,
+                         proj_drop=spec.proj_drop)
 
 
-def _build_performer(
-    dim: int,
-    num_heads: int,
-    grid_size: tuple[int, int],
-    variant: str,
-    *,
-    qkv_bias: bool,
-    attn_drop: float,
-    proj_drop: float,
-    seed: int,
-    **extra: Any,
-) -> nn.Module:
+def _build_performer(spec: MixerSpec, **extra: Any) -> nn.Module:
     """Performer attention; ``extra`` may hold ``feature_ratio``."""
-    allowed = {"feature_ratio"}
-    _reject_extra("perf", {k: v for k, v in extra.items() if k not in allowed})
-    return PerformerAttention(
-        dim, num_heads, qkv_bias=qkv_bias, attn_drop=attn_drop, proj_drop=proj_drop, seed=seed, **extra
-    )
+    reject_extra("perf", extra, allowed=("feature_ratio",))
+    return PerformerAttention(spec.dim, spec.num_heads, qkv_bias=spec.qkv_bias, attn_drop=spec.attn_drop,
+                              proj_drop=spec.proj_drop, seed=spec.seed, **extra)
 
 
-def _build_global_filter(
-    dim: int,
-    num_heads: int,
-    grid_size: tuple[int, int],
-    variant: str,
-    *,
-    qkv_bias: bool,
-    attn_drop: float,
-    proj_drop: float,
-    seed: int,
-    **extra: Any,
-) -> nn.Module:
+def _build_global_filter(spec: MixerSpec, **extra: Any) -> nn.Module:
     """GFNet's global filter; it has no heads, no projections and no dropout, so those options are unused."""
-    _reject_extra("gfnet_filter", extra)
-    return GlobalFilter(dim, grid_size, seed=seed)
+    reject_extra("gfnet_filter", extra)
+    return GlobalFilter(spec.dim, spec.grid_size, seed=spec.seed)
 
 
 _MIXERS: dict[str, MixerConstructor] = {
@@ -198,14 +151,6 @@ def build_mixer(
         raise ValueError(f"grid_size must be an int or a (height, width) pair, got {grid_size!r}")
     if min(grid) <= 0:
         raise ValueError(f"grid_size must be positive, got {grid_size!r}")
-    return _MIXERS[kind](
-        dim,
-        num_heads,
-        grid,
-        variant,
-        qkv_bias=qkv_bias,
-        attn_drop=attn_drop,
-        proj_drop=proj_drop,
-        seed=seed,
-        **extra,
-    )
+    spec = MixerSpec(dim, num_heads, grid, variant, qkv_bias=qkv_bias, attn_drop=attn_drop, proj_drop=proj_drop,
+                     seed=seed)
+    return _MIXERS[kind](spec, **extra)

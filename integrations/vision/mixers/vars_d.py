@@ -46,6 +46,7 @@ from sparsecode import (
 )
 
 from .attention import _check_dims, _check_tokens
+from .spec import MixerSpec, reject_extra
 from .state_aliases import alias_state_dict_keys
 from .vars_config import VARS_D_CONFIGS, SolveConfig, make_threshold, solve_config
 
@@ -254,44 +255,17 @@ class VARS_SD(VARS_D):  # noqa: N801 - the released class name
             raise ValueError(f"x must have {self.num_tokens} tokens (grid {self.grid_size}), got {x.shape[1]}")
 
 
-def _mixer_options(kind: str, extra: dict[str, Any]) -> dict[str, Any]:
-    """Keep the VARS options of ``extra``; raise on any other."""
-    allowed = {"feature_ratio", "lam", "num_steps"}
-    unknown = sorted(set(extra) - allowed)
-    if unknown:
-        raise TypeError(f"mixer kind {kind!r} accepts the extra options {sorted(allowed)}, got {unknown}")
-    return extra
+_VARS_D_OPTIONS = ("feature_ratio", "lam", "num_steps")
 
 
-def build_vars_d(
-    dim: int,
-    num_heads: int,
-    grid_size: tuple[int, int],
-    variant: str,
-    *,
-    qkv_bias: bool,
-    attn_drop: float,
-    proj_drop: float,
-    seed: int,
-    **extra: Any,
-) -> nn.Module:
+def build_vars_d(spec: MixerSpec, **extra: Any) -> nn.Module:
     """Mixer-table constructor of VARS-D (the grid does not matter to it); ``extra``: feature_ratio, lam, num_steps."""
-    return VARS_D(dim, num_heads, variant=variant, qkv_bias=qkv_bias, attn_drop=attn_drop, proj_drop=proj_drop,
-                  seed=seed, **_mixer_options("vars_d", extra))
+    return VARS_D(spec.dim, spec.num_heads, variant=spec.variant, qkv_bias=spec.qkv_bias, attn_drop=spec.attn_drop,
+                  proj_drop=spec.proj_drop, seed=spec.seed, **reject_extra("vars_d", extra, _VARS_D_OPTIONS))
 
 
-def build_vars_sd(
-    dim: int,
-    num_heads: int,
-    grid_size: tuple[int, int],
-    variant: str,
-    *,
-    qkv_bias: bool,
-    attn_drop: float,
-    proj_drop: float,
-    seed: int,
-    **extra: Any,
-) -> nn.Module:
-    """Mixer-table constructor of VARS-SD (static atoms on ``grid_size``); ``extra``: feature_ratio, lam, num_steps."""
-    return VARS_SD(dim, num_heads, tuple(grid_size), variant=variant, qkv_bias=qkv_bias, attn_drop=attn_drop,
-                   proj_drop=proj_drop, seed=seed, **_mixer_options("vars_sd", extra))
+def build_vars_sd(spec: MixerSpec, **extra: Any) -> nn.Module:
+    """Mixer-table constructor of VARS-SD (static atoms on the grid); ``extra``: feature_ratio, lam, num_steps."""
+    return VARS_SD(spec.dim, spec.num_heads, tuple(spec.grid_size), variant=spec.variant, qkv_bias=spec.qkv_bias,
+                   attn_drop=spec.attn_drop, proj_drop=spec.proj_drop, seed=spec.seed,
+                   **reject_extra("vars_sd", extra, _VARS_D_OPTIONS))

@@ -40,6 +40,7 @@ from torch import nn
 from sparsecode import ISTA, FFTConvDictionary, SparseReconstruction
 
 from .attention import _check_tokens
+from .spec import MixerSpec, reject_extra
 from .state_aliases import alias_state_dict_keys
 from .vars_config import VARS_S_CONFIGS, SolveConfig, make_threshold, solve_config
 from .vars_d import _check_grid
@@ -204,26 +205,13 @@ class VARS_S(nn.Module):  # noqa: N801 - the released name
                 f"num_steps={self.config.num_steps}")
 
 
-def build_vars_s(
-    dim: int,
-    num_heads: int,
-    grid_size: tuple[int, int],
-    variant: str,
-    *,
-    qkv_bias: bool,
-    attn_drop: float,
-    proj_drop: float,
-    seed: int,
-    **extra: Any,
-) -> nn.Module:
+def build_vars_s(spec: MixerSpec, **extra: Any) -> nn.Module:
     """Mixer-table constructor of VARS-S (no heads, no attention dropout).
 
     ``extra`` may hold ``atoms_per_channel``, ``lam`` and ``num_steps`` (see :class:`VARS_S`).
     """
-    allowed = {"atoms_per_channel", "lam", "num_steps"}
-    unknown = sorted(set(extra) - allowed)
-    if unknown:
-        raise TypeError(f"mixer kind 'vars_s' accepts the extra options {sorted(allowed)}, got {unknown}")
-    if not 0.0 <= attn_drop < 1.0:
-        raise ValueError(f"attn_drop must be in [0, 1), got {attn_drop!r}")
-    return VARS_S(dim, tuple(grid_size), variant=variant, qkv_bias=qkv_bias, proj_drop=proj_drop, seed=seed, **extra)
+    reject_extra("vars_s", extra, ("atoms_per_channel", "lam", "num_steps"))
+    if not 0.0 <= spec.attn_drop < 1.0:
+        raise ValueError(f"attn_drop must be in [0, 1), got {spec.attn_drop!r}")
+    return VARS_S(spec.dim, tuple(spec.grid_size), variant=spec.variant, qkv_bias=spec.qkv_bias,
+                  proj_drop=spec.proj_drop, seed=spec.seed, **extra)
