@@ -105,11 +105,13 @@ class SpaRSA(Solver):
         alpha = _per_sample(step, u).to(u.dtype)
         u_new = threshold.prox(torch.addcmul(u, alpha, g, value=-1), alpha)
         g_new = _gradient(op, u_new, b)
-        s, y = u_new - u, g_new - g
-        ss, sy = _rows_dot(s, s), _rows_dot(s, y)
+        s = u_new - u
+        # <s, P^T P s> = <s, g_new - g>, with <s, g> shared by the objective change below
+        gs = _rows_dot(g, s)
+        ss, sy = _rows_dot(s, s), _rows_dot(s, g_new) - gs
         # F(u + s) - F(u) = <g, s> + <s, P^T P s>/2 + change of the penalty, from small quantities: a difference
         # of two objective values would drown it in rounding near the minimiser
-        change = _rows_dot(g, s) + 0.5 * sy + _penalty_change(threshold, u, u_new, s)
+        change = gs + 0.5 * sy + _penalty_change(threshold, u, u_new, s)
         current = history[:, -1]
         accept = change <= (history.amax(dim=1) - current) - (0.5 * self.sigma) * ss / step
         # Barzilai-Borwein step from the accepted move (y = P^T P s); 1/L after a rejection
