@@ -126,8 +126,8 @@ def perron_bound(gram: torch.Tensor, n_iter: int = 8, rounding_margin: float = 1
         for _ in range(n_iter):
             # a floor keeps v strictly positive (zero rows, reducible A), which the bound needs
             v = v / scale + torch.finfo(a.dtype).eps
-            v = (a @ v.unsqueeze(-1)).squeeze(-1)
+            v = (v.unsqueeze(-2) @ a).squeeze(-2)  # A is symmetric; the row-vector product is the fast batched form
             scale = v.amax(dim=-1, keepdim=True).clamp_min(torch.finfo(a.dtype).tiny)
         v = v / scale + torch.finfo(a.dtype).eps
-        bound = ((a @ v.unsqueeze(-1)).squeeze(-1) / v).amax(dim=-1)
+        bound = ((v.unsqueeze(-2) @ a).squeeze(-2) / v).amax(dim=-1)
     return bound * (1 + rounding_margin)
