@@ -1,0 +1,61 @@
+"""The soft threshold against its closed form, and its hand-written backward against autograd's."""
+from __future__ import annotations
+
+import pytest
+import torch
+from hypothesis import given, settings, strategies as st
+
+from sparsecode import SoftThreshold
+from sparsecode.thresholds import _SoftShrink
+
+F64 = torch.float64
+
+
+def _reference_soft(v: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
+    return torch.sign(v) * torch.relu(v.abs() - t)
+
+
+@pytest.mark.parametrize("t_shape", [(1,), (4, 1), (1, 6), (4, 6), (3, 4, 1), (1, 1, 6)])
+def test_soft_shrink_backward_matches_autograd_and_passes_gradcheck(t_shape):
+    g = torch.Generator().manual_seed(0)
+    v = torch.randn(3, 4, 6, generator=g, dtype=F64, requires_grad=True)
+    t = (0.2 + torch.rand(t_shape, generator=g, dtype=F64)).requires_grad_(True)
+    out = _SoftShrink.apply(v, t)
+    torch.testing.assert_close(out, _reference_soft(v, t), rtol=0, atol=0)
+    grad_out = torch.randn(out.shape, generator=g, dtype=F64)
+    ours = torch.autograd.grad((out * grad_out).sum(), (v, t))
+    ref = torch.autograd.grad((_reference_soft(v, t) * grad_out).sum(), (v, t))
+    for a, b in zip(ours, ref):
+        assert a.shape == b.shape
+        torch.testing.assert_close(a, b, rtol=1e-12, atol=1e-12)
+    assert torch.autograd.gradcheck(_SoftShrink.apply, (v, t))
+    assert torch.autograd.gradgradcheck(_SoftShrink.apply, (v, t))
+
+
+def test_learnable_soft_threshold_with_a_per_row_step_gets_the_reference_gradients():
+    g = torch.Generator().manual_seed(1)
+    v = torch.randn(4, 6, generator=g, dtype=F64, requires_grad=True)
+    step = torch.rand(4, 1, generator=g, dtype=F64) + 0.5  # one step per row: the tensor-level path
+    threshold = SoftThreshold(torch.full((6,), 0.3, dtype=F64), learnable=True)
+    out = threshold.prox(v, step)
+    lam = threshold.lam_param.detach().clone().requires_grad_(True)
+    ref = _reference_soft(v, lam * step)
+    torch.testing.assert_close(out, ref, rtol=0, atol=0)
+    grad_out = torch.randn(out.shape, generator=g, dtype=F64)
+    ours = torch.autograd.grad((out * grad_out).sum(), (v, threshold.lam_param))
+    theirs = torch.autograd.grad((ref * grad_out).sum(), (v, lam))
+    for a, b in zip(ours, theirs):
+        torch.testing.assert_close(a, b, rtol=1e-12, atol=1e-12)
+
+
+@given(seed=st.integers(0, 10_000), scale=st.sampled_from([1e-3, 1.0, 1e3]))
+@settings(max_examples=30)
+def test_soft_threshold_paths_agree(seed, scale):
+    # a scalar level without gradient (one softshrink kernel) and a tensor level (custom backward): the same values
+    g = torch.Generator().manual_seed(seed)
+    v = scale * torch.randn(5, 7, generator=g, dtype=F64)
+    level = float(torch.rand((), generator=g, dtype=F64)) * scale
+    scalar = SoftThreshold(level).prox(v, 1.0)
+    tensor = SoftThreshold(level).prox(v, torch.ones(5, 1, dtype=F64))
+    torch.testing.assert_close(scalar, tensor, rtol=0, atol=0)
+    torch.testing.assert_close(scalar, _reference_soft(v, torch.tensor(level, dtype=F64)), rtol=0, atol=0)
