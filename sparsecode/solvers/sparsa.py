@@ -10,8 +10,8 @@ accepted when :math:`F(u^+) \le \max_{j < M} F(u_{k-j}) - \tfrac{\sigma}{2\alpha
 last :math:`M` accepted objective values). An accepted step sets the next step to the Barzilai–Borwein value
 :math:`\alpha = \langle s, s\rangle / \langle s, y\rangle` with :math:`s = u^+ - u`, :math:`y = g^+ - g` (both already
 computed: :math:`y = P^\top P s`), clipped to :math:`[1/L, \alpha_{\max}/L]` (with one :math:`L` per matrix of
-a batched or per-head dictionary, the largest: :math:`1/L` is then a valid step for every matrix). A rejected step keeps :math:`u` and
-retries with :math:`\alpha = 1/L`, the ISTA step, whose sufficient decrease
+a batched or per-head dictionary, the largest: :math:`1/L` is then a valid step for every matrix). A rejected step
+keeps :math:`u` and retries with :math:`\alpha = 1/L`, the ISTA step, whose sufficient decrease
 :math:`F(u^+) \le F(u) - \tfrac L2\|u^+ - u\|^2` always passes the test (:math:`\sigma \le 1`): the iteration never
 stalls, costs one product with :math:`P^\top P` per step whatever happens, and needs no host synchronisation.
 
@@ -95,6 +95,9 @@ class SpaRSA(Solver):
         return 0.5 * (_rows_dot(u, g) - _rows_dot(u, b)) + threshold.penalty(u)
 
     def init_state(self, op, x, b, threshold, L, u0) -> State:
+        if isinstance(threshold, NonNegSoftThreshold):
+            # the objective is tracked from the start, so the start must be feasible: project it onto u >= 0
+            u0 = u0.clamp_min(0)
         g = _gradient(op, u0, b)
         f = self._objective(u0, g, b, threshold)
         step = torch.full_like(f, 1.0) / L.amax().to(f.dtype)

@@ -101,3 +101,17 @@ def test_bad_arguments_are_named():
         SpaRSA(sigma=2)
     with pytest.raises(ValueError, match="max_step must be a number >= 1"):
         SpaRSA(max_step=0.5)
+
+
+def test_non_negative_lasso_from_an_infeasible_start():
+    # init="encode" starts from P^T x, which has negative entries: SpaRSA projects it onto u >= 0 first
+    from sparsecode import NonNegSoftThreshold
+
+    op, x, P = _problem(7)
+    threshold = NonNegSoftThreshold(0.1)
+    assert bool(((x @ P) < 0).any())
+    ours = SpaRSA(max_iter=20_000, tol=1e-10, init="encode").solve(op, x, threshold)
+    ref = FISTA(max_iter=20_000, tol=1e-11, restart=True).solve(op, x, threshold)
+    assert bool(ours.converged.all()) and bool((ours.code >= 0).all())
+    torch.testing.assert_close(objective(op, x, ours.code, threshold), objective(op, x, ref.code, threshold),
+                               rtol=1e-9, atol=0)
