@@ -47,7 +47,7 @@ def _gradient_point(op: Operator, x: torch.Tensor, u: torch.Tensor, L: torch.Ten
 
 
 def _per_sample_dot(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
-    return (a * b).reshape(a.shape[0], -1).sum(dim=1).reshape((-1,) + (1,) * (a.ndim - 1))
+    return (a * b).flatten(1).sum(dim=1).reshape((-1,) + (1,) * (a.ndim - 1))
 
 
 def _solve_fixed_point(vjp, g: torch.Tensor, max_iter: int, tol: float, check_every: int) -> torch.Tensor:

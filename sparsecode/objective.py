@@ -16,7 +16,7 @@ __all__ = ["objective", "kkt_residual", "per_sample_max_abs"]
 
 def per_sample_max_abs(t: torch.Tensor) -> torch.Tensor:
     r""":math:`\max_i |t_{b,i}|` for every sample ``b`` (shape ``(B,)``)."""
-    flat = t.reshape(t.shape[0], -1)
+    flat = t.flatten(1) if t.ndim > 1 else t.reshape(-1, 1)
     if flat.shape[1] == 0:
         return flat.new_zeros(flat.shape[0])
     # abs().amax() rather than vector_norm(ord=inf): the same values, an order of magnitude faster on the CPU
@@ -26,7 +26,7 @@ def per_sample_max_abs(t: torch.Tensor) -> torch.Tensor:
 def objective(op: Operator, x: torch.Tensor, u: torch.Tensor, threshold: Threshold) -> torch.Tensor:
     r"""Per-sample :math:`F(u) = \tfrac12\|Pu - x\|^2 + \lambda R(u)`, shape ``(B,)``."""
     r = op.decode(u) - x
-    return 0.5 * r.reshape(r.shape[0], -1).pow(2).sum(dim=1) + threshold.penalty(u)
+    return 0.5 * r.flatten(1).pow(2).sum(dim=1) + threshold.penalty(u)
 
 
 def kkt_residual(op: Operator, x: torch.Tensor, u: torch.Tensor, threshold: Threshold,

@@ -31,11 +31,11 @@ __all__ = [
 
 
 def _per_sample_sum(t: torch.Tensor) -> torch.Tensor:
-    return t.reshape(t.shape[0], -1).sum(dim=1) if t.ndim > 1 else t
+    return t.flatten(1).sum(dim=1) if t.ndim > 1 else t
 
 
 def _per_sample_max(t: torch.Tensor) -> torch.Tensor:
-    return t.reshape(t.shape[0], -1).amax(dim=1) if t.ndim > 1 else t
+    return t.flatten(1).amax(dim=1) if t.ndim > 1 else t
 
 
 def _sum_to_shape(t: torch.Tensor, shape: torch.Size) -> torch.Tensor:

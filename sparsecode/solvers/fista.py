@@ -45,7 +45,7 @@ class FISTA(Solver):
         step_u = u_new - u.to(u_new.dtype)
         gap = y - u_new if (self.restart or need_measure) else None
         if self.restart:
-            bad = torch.linalg.vecdot(gap.reshape(u.shape[0], -1), step_u.reshape(u.shape[0], -1)) > 0
+            bad = torch.linalg.vecdot(gap.flatten(1), step_u.flatten(1)) > 0
             t_new = torch.where(bad, torch.ones_like(t_new), t_new)
             momentum = torch.where(bad, torch.zeros_like(momentum), momentum)
         # y = u_new + m (u_new - u) as one kernel (exactly u_new at m = 0)

@@ -32,6 +32,7 @@ import torch
 
 from .._validation import check_positive_int
 from ..dictionaries.dense import DenseOperator
+from ..objective import per_sample_max_abs
 from ..thresholds import NonNegSoftThreshold, SoftThreshold
 from .base import Solver, State
 
@@ -39,7 +40,7 @@ __all__ = ["SpaRSA"]
 
 
 def _rows_dot(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
-    return torch.linalg.vecdot(a.reshape(a.shape[0], -1), b.reshape(b.shape[0], -1))
+    return torch.linalg.vecdot(a.flatten(1), b.flatten(1))
 
 
 def _per_sample(v: torch.Tensor, like: torch.Tensor) -> torch.Tensor:
@@ -129,7 +130,7 @@ class SpaRSA(Solver):
         history = torch.where(accept.unsqueeze(1), rolled, history)
         measure = None
         if need_measure:
-            measure = s.reshape(s.shape[0], -1).abs().amax(dim=1) / step if s[0].numel() else torch.zeros_like(step)
+            measure = per_sample_max_abs(s) / step
         return {"u": u_next, "g": g_next, "step": next_step, "history": history}, measure
 
     def extra_repr(self) -> str:

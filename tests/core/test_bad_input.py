@@ -4,8 +4,8 @@ from __future__ import annotations
 import pytest
 import torch
 
-from sparsecode import (DCTDictionary, FISTA, ISTA, LCA, LinearDictionary, SoftThreshold, SparseReconstruction,
-                        get_solver, get_threshold)
+from sparsecode import (DCTDictionary, FISTA, ISTA, LCA, LinearDictionary, NonNegSoftThreshold, SoftThreshold,
+                        SparseReconstruction, SpaRSA, get_solver, get_threshold)
 
 
 def _layer(**kw):
@@ -77,3 +77,13 @@ def test_solver_and_dictionary_misuse():
         _layer(differentiation="magic")
     with pytest.raises(ValueError, match="give lam= only together with a threshold name"):
         _layer(threshold=SoftThreshold(0.1), lam=0.2)
+
+
+@pytest.mark.parametrize("solver", [FISTA(max_iter=3, tol=1e-3), FISTA(max_iter=3, restart=True),
+                                    ISTA(max_iter=3, tol=1e-3), SpaRSA(max_iter=3, tol=1e-3), SpaRSA(max_iter=3),
+                                    LCA(max_iter=3, tol=1e-3)], ids=lambda s: f"{type(s).__name__}-{s.tol}")
+@pytest.mark.parametrize("threshold", [SoftThreshold(0.1), NonNegSoftThreshold(0.1)], ids=["soft", "nonneg"])
+def test_an_empty_batch_gives_an_empty_code(solver, threshold):
+    op = LinearDictionary(5, 8).bind()
+    result = solver.solve(op, torch.zeros(0, 5), threshold)
+    assert result.code.shape == (0, 8) and result.converged.shape == (0,)
