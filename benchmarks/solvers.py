@@ -616,13 +616,8 @@ def target_summary(results: dict) -> list[str]:
         if s["batch"] < 256:
             continue
         for dtype, goal in (("float64", 1.0), ("float32", 1 / 3)):
-            ratios = [s["solvers"].get(f"{k}/{dtype}", {}).get("ratio_to_lasso_cd")
-                      for k in TARGET_SOLVERS]
-            winner = min(((r, k) for k in TARGET_SOLVERS
-                          if (r := s["solvers"].get(f"{k}/{dtype}", {}).get("ratio_to_lasso_cd")) is not None),
-                         default=(None, None))[1]
-            ratios = [r for r in ratios if r is not None]
-            best = min(ratios) if ratios else None
+            ratios = [(s["solvers"].get(f"{k}/{dtype}", {}).get("ratio_to_lasso_cd"), k) for k in TARGET_SOLVERS]
+            best, winner = min(((r, k) for r, k in ratios if r is not None), default=(None, None))
             ok = best is not None and best <= goal
             lines.append(f"{s['problem']} λ={s['lambda_fraction']:g}·λmax batch={s['batch']} {dtype}: "
                          f"best ratio {best if best is None else round(best, 3)} ({winner}; goal ≤ {goal:.3g}) "

@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import torch
 
+from ._reductions import per_sample_dot
 from .dictionaries.base import Operator
 from .thresholds import Threshold
 
@@ -47,7 +48,8 @@ def _gradient_point(op: Operator, x: torch.Tensor, u: torch.Tensor, L: torch.Ten
 
 
 def _per_sample_dot(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
-    return (a * b).flatten(1).sum(dim=1).reshape((-1,) + (1,) * (a.ndim - 1))
+    # shaped to broadcast against a
+    return per_sample_dot(a, b).reshape((-1,) + (1,) * (a.ndim - 1))
 
 
 def _solve_fixed_point(vjp, g: torch.Tensor, max_iter: int, tol: float, check_every: int) -> torch.Tensor:

@@ -17,6 +17,7 @@ import torch
 from torch import nn
 import torch.nn.functional as F
 
+from ._reductions import per_sample_dot, per_sample_max, per_sample_sum
 from ._validation import check_nonnegative
 
 __all__ = [
@@ -28,14 +29,6 @@ __all__ = [
     "THRESHOLDS",
     "get_threshold",
 ]
-
-
-def _per_sample_sum(t: torch.Tensor) -> torch.Tensor:
-    return t.flatten(1).sum(dim=1) if t.ndim > 1 else t
-
-
-def _per_sample_max(t: torch.Tensor) -> torch.Tensor:
-    return t.flatten(1).amax(dim=1) if t.ndim > 1 else t
 
 
 def _sum_to_shape(t: torch.Tensor, shape: torch.Size) -> torch.Tensor:
@@ -121,13 +114,19 @@ class Threshold(nn.Module, abc.ABC):
     def penalty(self, u: torch.Tensor) -> torch.Tensor:
         r"""Return :math:`\lambda R(u)` per sample (summed over every dimension but the first), shape ``(B,)``."""
 
+    def penalty_change(self, u: torch.Tensor, u_new: torch.Tensor) -> torch.Tensor:
+        r""":math:`\lambda R(u_{new}) - \lambda R(u)` per sample, ``(B,)``. The default is the difference of the two
+        penalties; the :math:`\ell_1` thresholds sum the change element by element, which stays accurate when it is
+        far below the rounding error of the penalties themselves (solvers that test for decrease need that)."""
+        return self.penalty(u_new) - self.penalty(u)
+
     def kkt_residual(self, u: torch.Tensor, grad: torch.Tensor) -> torch.Tensor:
         r"""Per-sample violation of :math:`0 \in \nabla f(u) + \lambda\partial R(u)`, shape ``(B,)``.
 
         ``grad`` is :math:`\nabla f(u) = P^\top(Pu - x)`. The default is the norm of the proximal-gradient mapping
         :math:`\|u - \operatorname{prox}_{R\lambda}(u - \nabla f(u))\|_\infty`, zero exactly at fixed points.
         """
-        return _per_sample_max((u - self.prox(u - grad, 1.0)).abs())
+        return per_sample_max((u - self.prox(u - grad, 1.0)).abs())
 
     def extra_repr(self) -> str:
         lam = self.lam_param
@@ -149,7 +148,11 @@ class SoftThreshold(Threshold):
         return _SoftShrink.apply(v, t)
 
     def penalty(self, u: torch.Tensor) -> torch.Tensor:
-        return _per_sample_sum(self._lam_like(u) * u.abs())
+        return per_sample_sum(self._lam_like(u) * u.abs())
+
+    def penalty_change(self, u: torch.Tensor, u_new: torch.Tensor) -> torch.Tensor:
+        change = u_new.abs() - u.abs()
+        return per_sample_dot(self._lam_like(change).expand_as(change), change)
 
     def kkt_residual(self, u: torch.Tensor, grad: torch.Tensor) -> torch.Tensor:
         r"""KKT residual of the Lasso: :math:`|g_i + \lambda\,\mathrm{sign}(u_i)|` where :math:`u_i \ne 0`,
@@ -157,7 +160,7 @@ class SoftThreshold(Threshold):
         lam = self._lam_like(u)
         active = u != 0
         viol = torch.where(active, (grad + lam * torch.sign(u)).abs(), (grad.abs() - lam).clamp_min(0))
-        return _per_sample_max(viol)
+        return per_sample_max(viol)
 
 
 class NonNegSoftThreshold(Threshold):
@@ -170,7 +173,12 @@ class NonNegSoftThreshold(Threshold):
     def penalty(self, u: torch.Tensor) -> torch.Tensor:
         if bool((u < 0).any()):
             return torch.full((u.shape[0],), math.inf, dtype=u.dtype, device=u.device)
-        return _per_sample_sum(self._lam_like(u) * u)
+        return per_sample_sum(self._lam_like(u) * u)
+
+    def penalty_change(self, u: torch.Tensor, u_new: torch.Tensor) -> torch.Tensor:
+        # both points feasible (u >= 0): the penalty is linear there
+        change = u_new - u
+        return per_sample_dot(self._lam_like(change).expand_as(change), change)
 
     def kkt_residual(self, u: torch.Tensor, grad: torch.Tensor) -> torch.Tensor:
         r"""KKT residual: :math:`|g_i + \lambda|` where :math:`u_i > 0`, :math:`(-(g_i + \lambda))_+` where
@@ -178,7 +186,7 @@ class NonNegSoftThreshold(Threshold):
         lam = self._lam_like(u)
         r = grad + lam
         viol = torch.where(u > 0, r.abs(), torch.where(u == 0, (-r).clamp_min(0), u.abs()))
-        return _per_sample_max(viol)
+        return per_sample_max(viol)
 
 
 class HardThreshold(Threshold):
@@ -194,7 +202,7 @@ class HardThreshold(Threshold):
         return v * (v.abs() > t).to(v.dtype)
 
     def penalty(self, u: torch.Tensor) -> torch.Tensor:
-        return _per_sample_sum(self._lam_like(u) * (u != 0).to(u.dtype))
+        return per_sample_sum(self._lam_like(u) * (u != 0).to(u.dtype))
 
 
 class SmoothSoftThreshold(Threshold):
@@ -212,7 +220,7 @@ class SmoothSoftThreshold(Threshold):
         return torch.sign(v).detach() * F.gelu(v.abs() + (self._lam_like(v) * step).neg())
 
     def penalty(self, u: torch.Tensor) -> torch.Tensor:
-        return _per_sample_sum(self._lam_like(u) * u.abs())
+        return per_sample_sum(self._lam_like(u) * u.abs())
 
 
 #: name → threshold class, so configurations can say ``threshold="soft"``

@@ -161,6 +161,15 @@ class DenseOperator:
             return self._apply(self._gram_matrix, u)  # G is symmetric: u G = (G u^T)^T
         return self.encode(self.decode(u))
 
+    def gradient(self, u: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
+        r"""The gradient :math:`P^\top P u - b` of :math:`\tfrac12\|Pu - x\|^2` with :math:`b = P^\top x`: one
+        multiply-add through the cached Gram matrix for a single matrix and codes ``(B, n_atoms)``, the Gram product
+        then a subtraction otherwise."""
+        g = self._gram_matrix
+        if g is not None and g.ndim == 2 and u.ndim == 2 and u.dtype == g.dtype == b.dtype:
+            return torch.addmm(b, u, g, beta=-1)
+        return self.gram(u) - b
+
     def gradient_step(self, u: torch.Tensor, b: torch.Tensor, L: torch.Tensor) -> torch.Tensor:
         r"""The gradient step :math:`u - (P^\top P u - b)/L` of :math:`\tfrac12\|Pu - x\|^2` with :math:`b = P^\top x`.
 

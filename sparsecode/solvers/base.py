@@ -33,6 +33,8 @@ INITS = ("zeros", "encode", "prox_encode")
 
 State = dict[str, torch.Tensor]
 
+#: the size of a block of rows in the CPU loop over independent rows (about 1 MiB of codes: an iteration's tensors
+#: stay in cache; 256 KiB to 2 MiB measured within 10% of each other on a 100 × 200 design)
 BLOCK_BYTES = 1 << 20
 
 
@@ -46,6 +48,14 @@ def _gradient_step(op: Operator, u: torch.Tensor, b: torch.Tensor, L: torch.Tens
     if fused is not None:
         return fused(u, b, L)
     return u - (op.gram(u) - b) / L
+
+
+def _gradient(op: Operator, u: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
+    r""":math:`P^\top P u - b`, fused into one multiply-add where the operator offers it."""
+    fused = getattr(op, "gradient", None)
+    if fused is not None:
+        return fused(u, b)
+    return op.gram(u) - b
 
 
 def _max_abs_times(t: torch.Tensor, L: torch.Tensor) -> torch.Tensor:
@@ -198,8 +208,8 @@ class Solver(nn.Module, abc.ABC):
     def _solve_by_rows(self, op: Operator, x: torch.Tensor, b: torch.Tensor, threshold: Threshold,
                        L: torch.Tensor, state: State, scale: torch.Tensor) -> SolveResult:
         """The loop of :meth:`solve` (same iterates, stopping and counters) run block of rows by block of rows, each
-        block's codes about 1 MiB so that an iteration's tensors stay in cache; with a tolerance, converged rows are
-        frozen as usual, then dropped from their block."""
+        block's codes about :data:`BLOCK_BYTES` so that an iteration's tensors stay in cache; with a tolerance, a row
+        leaves its block at the iteration it converges."""
         n_samples = x.shape[0]
         rows_per_block = max(128, BLOCK_BYTES // max(1, b.shape[1] * b.element_size()))
         final = {key: torch.empty_like(v) for key, v in state.items()}

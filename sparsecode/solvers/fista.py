@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import torch
 
+from .._reductions import per_sample_dot
 from .base import Solver, State, _gradient_step, _max_abs_times
 
 __all__ = ["FISTA"]
@@ -45,7 +46,7 @@ class FISTA(Solver):
         step_u = u_new - u.to(u_new.dtype)
         gap = y - u_new if (self.restart or need_measure) else None
         if self.restart:
-            bad = torch.linalg.vecdot(gap.flatten(1), step_u.flatten(1)) > 0
+            bad = per_sample_dot(gap, step_u) > 0
             t_new = torch.where(bad, torch.ones_like(t_new), t_new)
             momentum = torch.where(bad, torch.zeros_like(momentum), momentum)
         # y = u_new + m (u_new - u) as one kernel (exactly u_new at m = 0)

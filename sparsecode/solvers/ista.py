@@ -7,7 +7,6 @@ mapping :math:`L\,\|u_k - u_{k+1}\|_\infty`, zero exactly at a minimiser (convex
 """
 from __future__ import annotations
 
-
 from .base import Solver, State, _gradient_step, _max_abs_times
 
 __all__ = ["ISTA"]

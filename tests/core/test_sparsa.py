@@ -115,3 +115,13 @@ def test_non_negative_lasso_from_an_infeasible_start():
     assert bool(ours.converged.all()) and bool((ours.code >= 0).all())
     torch.testing.assert_close(objective(op, x, ours.code, threshold), objective(op, x, ref.code, threshold),
                                rtol=1e-9, atol=0)
+
+
+@pytest.mark.parametrize("n_features,n_atoms", [(30, 40), (10, 40)])  # cached Gram (fused) and wide (no Gram cached)
+def test_dense_operator_gradient(n_features, n_atoms):
+    g = torch.Generator().manual_seed(0)
+    P = torch.randn(n_features, n_atoms, generator=g, dtype=F64)
+    op = LinearDictionary(weight=P, learnable=False).bind()
+    u = torch.randn(5, n_atoms, generator=g, dtype=F64)
+    b = torch.randn(5, n_atoms, generator=g, dtype=F64)
+    torch.testing.assert_close(op.gradient(u, b), u @ (P.T @ P) - b, rtol=1e-12, atol=1e-12)

@@ -59,3 +59,26 @@ def test_soft_threshold_paths_agree(seed, scale):
     tensor = SoftThreshold(level).prox(v, torch.ones(5, 1, dtype=F64))
     torch.testing.assert_close(scalar, tensor, rtol=0, atol=0)
     torch.testing.assert_close(scalar, _reference_soft(v, torch.tensor(level, dtype=F64)), rtol=0, atol=0)
+
+
+@pytest.mark.parametrize("kind", ["soft", "nonneg_soft", "hard", "smooth_soft"])
+def test_penalty_change_is_the_difference_of_the_penalties(kind):
+    from sparsecode import get_threshold
+
+    g = torch.Generator().manual_seed(2)
+    u = torch.randn(6, 9, generator=g, dtype=F64)
+    u_new = u + 0.3 * torch.randn(6, 9, generator=g, dtype=F64)
+    if kind == "nonneg_soft":
+        u, u_new = u.abs(), u_new.abs()
+    threshold = get_threshold(kind, lam=torch.rand(9, generator=g, dtype=F64) + 0.1)
+    torch.testing.assert_close(threshold.penalty_change(u, u_new), threshold.penalty(u_new) - threshold.penalty(u),
+                               rtol=1e-12, atol=1e-12)
+
+
+def test_l1_penalty_change_resolves_changes_below_the_rounding_of_the_penalty():
+    u = torch.full((1, 1000), 1.0, dtype=F64)
+    u_new = u.clone()
+    u_new[0, 0] += 1e-14  # the penalty itself is 1000: its difference loses this change to rounding
+    threshold = SoftThreshold(1.0)
+    assert threshold.penalty_change(u, u_new).item() == pytest.approx(1e-14, rel=1e-3)
+    assert abs((threshold.penalty(u_new) - threshold.penalty(u)).item() - 1e-14) > 1e-15

@@ -1,0 +1,21 @@
+"""Per-sample reductions: the first dimension indexes samples, every other dimension is reduced."""
+from __future__ import annotations
+
+import torch
+
+__all__ = ["per_sample_sum", "per_sample_max", "per_sample_dot"]
+
+
+def per_sample_sum(t: torch.Tensor) -> torch.Tensor:
+    """:math:`\\sum_i t_{b,i}` per sample, ``(B,)`` (a 1-D tensor is already per sample)."""
+    return t.flatten(1).sum(dim=1) if t.ndim > 1 else t
+
+
+def per_sample_max(t: torch.Tensor) -> torch.Tensor:
+    """:math:`\\max_i t_{b,i}` per sample, ``(B,)`` (a 1-D tensor is already per sample)."""
+    return t.flatten(1).amax(dim=1) if t.ndim > 1 else t
+
+
+def per_sample_dot(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
+    """:math:`\\langle a_b, b_b\\rangle` per sample, ``(B,)``, in one pass (no product tensor)."""
+    return torch.linalg.vecdot(a.flatten(1), b.flatten(1))
