@@ -5,8 +5,7 @@ import pytest
 import torch
 from hypothesis import given, strategies as st
 
-from sparsecode import (DCTDictionary, FISTA, ISTA, LCA, LinearDictionary, SoftThreshold, SparseReconstruction,
-                        objective)
+from sparsecode import DCTDictionary, FISTA, ISTA, LCA, LinearDictionary, SoftThreshold, objective
 
 
 def _problem(seed, n, m, batch=3):

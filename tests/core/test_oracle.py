@@ -13,8 +13,8 @@ from hypothesis import given, strategies as st
 from sklearn.decomposition import sparse_encode
 from sklearn.linear_model import Lasso
 
-from sparsecode import (FISTA, ISTA, LCA, LinearDictionary, NonNegSoftThreshold, SoftThreshold, SparseReconstruction,
-                        SpaRSA, kkt_residual, objective)
+from sparsecode import (FISTA, ISTA, LCA, LinearDictionary, NonNegSoftThreshold, SoftThreshold, SpaRSA, kkt_residual,
+                        objective)
 
 
 def _problem(seed: int, n: int, m: int, batch: int, scale: float):
