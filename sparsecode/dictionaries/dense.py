@@ -108,6 +108,8 @@ class DenseOperator:
         self._step_matrix: torch.Tensor | None = None
         self._step_offset_key: tuple[torch.Tensor, torch.Tensor] | None = None
         self._step_offset: torch.Tensor | None = None
+        # the eigendecomposition of G (for shifted_gram_solve), built on first use
+        self._eigh_cache: tuple[torch.Tensor, torch.Tensor] | None = None
 
     @property
     def weight(self) -> torch.Tensor:
@@ -209,6 +211,47 @@ class DenseOperator:
         out = torch.baddbmm(self._step_offset.reshape(-1, rows, m), u.reshape(-1, rows, m),
                             self._step_matrix.expand(g.shape).reshape(-1, m, m))
         return out.reshape(u.shape)
+
+    def gram_eigh(self) -> tuple[torch.Tensor, torch.Tensor]:
+        r"""The eigendecomposition :math:`G = V \operatorname{diag}(e) V^\top` of the Gram matrix, detached, cached.
+
+        Returns ``(e, V)`` with ``e`` of shape ``(*batch, n_atoms)`` (ascending, clamped at 0: :math:`G` is positive
+        semi-definite, rounding can make its smallest eigenvalues slightly negative) and ``V`` of shape
+        ``(*batch, n_atoms, n_atoms)``. Half-precision matrices are decomposed in float32 and cast back.
+        """
+        if self._eigh_cache is None:
+            g = self.gram_matrix().detach()
+            work = g if g.dtype in (torch.float32, torch.float64) else g.float()
+            e, v = torch.linalg.eigh(work)
+            self._eigh_cache = (e.clamp_min(0).to(g.dtype), v.to(g.dtype))
+        return self._eigh_cache
+
+    def _shifted_gram_solve_detached(self, v: torch.Tensor, shift: torch.Tensor) -> torch.Tensor:
+        # S v = V diag(1/(e + s)) V^T v, with V and e constants
+        e, vecs = self.gram_eigh()
+        # eigenvalues shaped like a code of this layout: (*batch, 1, m) for stacked codes, (*batch, m) otherwise
+        e = e.unsqueeze(-2) if self.stacked else e
+        return self._apply(vecs.transpose(-1, -2), self._apply(vecs, v) / (e + shift))
+
+    def shifted_gram_solve(self, v: torch.Tensor, shift: torch.Tensor) -> torch.Tensor:
+        r""":math:`(P^\top P + s I)^{-1} v` through the eigendecomposition of :math:`G`:
+        :math:`S v = V \operatorname{diag}(1/(e + s)) V^\top v`, two products with :math:`V` whatever the shift, so
+        that each sample (even each matrix of each sample) can have its own :math:`s > 0`.
+
+        The decomposition is not differentiated (its derivative is unbounded when eigenvalues repeat, as the zero
+        eigenvalue of an overcomplete dictionary does). When :math:`G` needs a gradient the result is written
+        :math:`S v + S\big(v - (G + sI)\,S v\big)`: the same value (the correction is a rounding error) whose
+        derivatives, with :math:`S = (G + sI)^{-1}` held constant, are exactly those of :math:`(G + sI)^{-1} v`
+        with respect to :math:`v`, :math:`s` and :math:`G` (one step of iterative refinement; two more products).
+
+        Args:
+            v: codes, ``(..., n_atoms)`` in this operator's layout.
+            shift: :math:`s > 0`, a tensor broadcastable against ``v`` (e.g. one value per sample, ``(B, 1, ...)``).
+        """
+        u = self._shifted_gram_solve_detached(v, shift)
+        if torch.is_grad_enabled() and self.gram_matrix().requires_grad:
+            u = u + self._shifted_gram_solve_detached(v - self.gram(u) - shift * u, shift)
+        return u
 
     def gram_matrix(self) -> torch.Tensor:
         r""":math:`G = P^\top P`, shape ``(*batch, n_atoms, n_atoms)``."""

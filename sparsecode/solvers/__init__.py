@@ -1,6 +1,7 @@
 """Solvers, one file each, looked up by name through :data:`SOLVERS`."""
 from __future__ import annotations
 
+from .admm import ADMM
 from .base import INITS, Solver
 from .fista import FISTA
 from .ista import ISTA
@@ -8,12 +9,12 @@ from .lca import LCA, LCA_FORMS
 from .learned import LEARNED_STEP_SIZES, LearnedISTA
 from .sparsa import SpaRSA
 
-__all__ = ["Solver", "ISTA", "FISTA", "LCA", "LearnedISTA", "SpaRSA", "SOLVERS", "get_solver", "INITS", "LCA_FORMS",
-           "LEARNED_STEP_SIZES"]
+__all__ = ["Solver", "ISTA", "FISTA", "ADMM", "LCA", "LearnedISTA", "SpaRSA", "SOLVERS", "get_solver", "INITS",
+           "LCA_FORMS", "LEARNED_STEP_SIZES"]
 
 #: name → solver class, so configurations can say ``solver="fista"``
 SOLVERS: dict[str, type[Solver]] = {"ista": ISTA, "fista": FISTA, "lca": LCA, "learned_ista": LearnedISTA,
-                                   "sparsa": SpaRSA}
+                                   "sparsa": SpaRSA, "admm": ADMM}
 
 
 def get_solver(name: str, **kwargs) -> Solver:

@@ -4,7 +4,7 @@ from __future__ import annotations
 import pytest
 import torch
 
-from sparsecode import (DCTDictionary, FISTA, ISTA, LCA, LinearDictionary, NonNegSoftThreshold, SoftThreshold,
+from sparsecode import (ADMM, DCTDictionary, FISTA, ISTA, LCA, LinearDictionary, NonNegSoftThreshold, SoftThreshold,
                         SparseReconstruction, SpaRSA, get_solver, get_threshold)
 
 
@@ -51,7 +51,7 @@ def test_solver_and_dictionary_misuse():
         FISTA(max_iter=0)
     with pytest.raises(ValueError, match="tol must be a positive number or None, got -1"):
         ISTA(tol=-1)
-    with pytest.raises(ValueError, match=r"solver must be one of \['fista', 'ista', 'lca', 'learned_ista', 'sparsa'\], got 'adam'"):
+    with pytest.raises(ValueError, match=r"solver must be one of \['admm', 'fista', 'ista', 'lca', 'learned_ista', 'sparsa'\], got 'adam'"):
         get_solver("adam")
     with pytest.raises(ValueError, match="threshold must be one of"):
         get_threshold("relu")
@@ -81,7 +81,8 @@ def test_solver_and_dictionary_misuse():
 
 @pytest.mark.parametrize("solver", [FISTA(max_iter=3, tol=1e-3), FISTA(max_iter=3, restart=True),
                                     ISTA(max_iter=3, tol=1e-3), SpaRSA(max_iter=3, tol=1e-3), SpaRSA(max_iter=3),
-                                    LCA(max_iter=3, tol=1e-3)], ids=lambda s: f"{type(s).__name__}-{s.tol}")
+                                    LCA(max_iter=3, tol=1e-3), ADMM(max_iter=3, tol=1e-3), ADMM(max_iter=3)],
+                         ids=lambda s: f"{type(s).__name__}-{s.tol}")
 @pytest.mark.parametrize("threshold", [SoftThreshold(0.1), NonNegSoftThreshold(0.1)], ids=["soft", "nonneg"])
 def test_an_empty_batch_gives_an_empty_code(solver, threshold):
     op = LinearDictionary(5, 8).bind()

@@ -13,7 +13,7 @@ from hypothesis import given, strategies as st
 from sklearn.decomposition import sparse_encode
 from sklearn.linear_model import Lasso
 
-from sparsecode import (FISTA, ISTA, LCA, LinearDictionary, NonNegSoftThreshold, SoftThreshold, SpaRSA, kkt_residual,
+from sparsecode import (ADMM, FISTA, ISTA, LCA, LinearDictionary, NonNegSoftThreshold, SoftThreshold, SpaRSA, kkt_residual,
                         objective)
 
 
@@ -41,6 +41,8 @@ SOLVERS = {
     "lca_rozell": lambda: LCA(max_iter=100_000, tol=1e-11, form="rozell"),
     "sparsa": lambda: SpaRSA(max_iter=100_000, tol=1e-11),
     "sparsa_monotone": lambda: SpaRSA(max_iter=100_000, tol=1e-11, memory=1),
+    "admm": lambda: ADMM(max_iter=100_000, tol=1e-11),
+    "admm_fixed_rho": lambda: ADMM(max_iter=100_000, tol=1e-11, adaptive=False, relaxation=1.0),
 }
 
 

@@ -6,6 +6,7 @@ import pytest
 import torch
 
 from sparsecode import (
+    ADMM,
     FISTA,
     ISTA,
     LCA,
@@ -55,7 +56,10 @@ KINDS = [
 
 SOLVERS = [("ista", lambda: ISTA(max_iter=25)), ("fista", lambda: FISTA(max_iter=25)),
            ("lca", lambda: LCA(max_iter=25, method="euler")), ("sparsa", lambda: SpaRSA(max_iter=25)),
-           ("sparsa_monotone", lambda: SpaRSA(max_iter=25, memory=1))]
+           ("sparsa_monotone", lambda: SpaRSA(max_iter=25, memory=1)), ("admm", lambda: ADMM(max_iter=25))]
+
+#: the dictionaries whose bound operator is dense (what ADMM's exact linear solve needs)
+DENSE_KINDS = {"linear", "linear_heads", "performer", "concat_dense"}
 
 
 @pytest.mark.parametrize("solver_name,solver", SOLVERS, ids=[s[0] for s in SOLVERS])
@@ -65,6 +69,10 @@ def test_every_solver_with_every_dictionary(solver_name, solver, name, factory, 
     layer = SparseReconstruction(factory(), solver=solver(), threshold=SoftThreshold(0.05))
     x = torch.randn(shape, generator=_gen(1), dtype=F64)
     ctx = None if context_shape is None else 0.5 * torch.randn(context_shape, generator=_gen(2), dtype=F64)
+    if solver_name == "admm" and name not in DENSE_KINDS:
+        with pytest.raises(TypeError, match="ADMM needs a dense dictionary"):
+            layer(x, ctx)
+        return
     result = layer.solve(x, ctx, trace=True)
     z = layer(x, ctx)
     assert torch.isfinite(result.code).all() and torch.isfinite(z).all() and z.shape == x.shape

@@ -1,0 +1,218 @@
+"""ADMM's own rules: the exact shifted solve and its derivative, the penalty adaptation, the KKT bound behind ``tol``,
+samples independent of each other, batched dictionaries, float32, unrolled gradients, bad arguments."""
+from __future__ import annotations
+
+import pytest
+import torch
+from hypothesis import given, settings, strategies as st
+
+from sparsecode import (ADMM, FISTA, DCTDictionary, LinearDictionary, NonNegSoftThreshold, SoftThreshold,
+                        SparseReconstruction, kkt_residual, objective)
+from sparsecode.dictionaries.dense import DenseOperator
+
+F64 = torch.float64
+
+
+def _problem(seed: int, n: int = 20, m: int = 40, batch: int = 6, dtype=F64):
+    g = torch.Generator().manual_seed(seed)
+    P = torch.randn(n, m, generator=g, dtype=F64)
+    P = P / P.norm(dim=0, keepdim=True)
+    x = torch.randn(batch, n, generator=g, dtype=F64)
+    return LinearDictionary(weight=P.to(dtype), learnable=False).bind(), x.to(dtype), P
+
+
+@given(seed=st.integers(0, 10_000), n=st.integers(2, 12), m=st.integers(1, 24),
+       log_shift=st.floats(-4, 2), stacked=st.booleans())
+@settings(max_examples=30)
+def test_shifted_gram_solve_is_the_regularised_inverse(seed, n, m, log_shift, stacked):
+    # overcomplete P (m > n) has a repeated zero eigenvalue: the solve must stay exact there
+    g = torch.Generator().manual_seed(seed)
+    W = torch.randn(2, n, m, generator=g, dtype=F64)
+    shift = torch.full((3, 1, 1, 1) if stacked else (3, 1, 1), 10.0 ** log_shift, dtype=F64)
+    shift = shift * torch.rand(shift.shape, generator=g, dtype=F64).add(0.5)  # one shift per sample
+    v = torch.randn((3, 2, 4, m) if stacked else (3, 2, m), generator=g, dtype=F64)
+    op = DenseOperator(W, stacked=stacked)
+    A = W.transpose(-1, -2) @ W + shift.reshape(3, 1, 1, 1) * torch.eye(m, dtype=F64)
+    # A is (3, 2, m, m) with the shift of sample i; solve row vectors v A^{-1} (A symmetric)
+    expected = torch.linalg.solve(A, v.transpose(-1, -2)).transpose(-1, -2) if stacked else \
+        torch.linalg.solve(A, v.unsqueeze(-1)).squeeze(-1)
+    torch.testing.assert_close(op.shifted_gram_solve(v, shift), expected, rtol=1e-8, atol=1e-10)
+
+
+def test_shifted_gram_solve_carries_the_exact_derivative():
+    # an overcomplete dictionary (repeated zero eigenvalues): differentiating eigh would give NaN/inf, the
+    # refinement form must give the derivative of (W^T W + sI)^{-1} v in W, v and s
+    g = torch.Generator().manual_seed(0)
+    W = torch.randn(4, 7, generator=g, dtype=F64, requires_grad=True)
+    v = torch.randn(3, 7, generator=g, dtype=F64, requires_grad=True)
+    s = torch.tensor([[0.3], [1.0], [2.0]], dtype=F64, requires_grad=True)
+
+    def ours(W, v, s):
+        return DenseOperator(W).shifted_gram_solve(v, s)
+
+    def reference(W, v, s):
+        A = W.T @ W + s.unsqueeze(-1) * torch.eye(7, dtype=F64)
+        return torch.linalg.solve(A, v.unsqueeze(-1)).squeeze(-1)
+
+    torch.autograd.gradcheck(ours, (W, v, s))
+    out, ref = ours(W, v, s), reference(W, v, s)
+    torch.testing.assert_close(out, ref)
+    cot = torch.randn(out.shape, generator=g, dtype=F64)
+    grads = torch.autograd.grad(out, (W, v, s), cot)
+    ref_grads = torch.autograd.grad(ref, (W, v, s), cot)
+    for a, b in zip(grads, ref_grads):
+        torch.testing.assert_close(a, b, rtol=1e-8, atol=1e-10)
+
+
+@given(seed=st.integers(0, 10_000), frac=st.floats(0.05, 0.9), relaxation=st.sampled_from([1.0, 1.5, 1.8]),
+       adaptive=st.booleans(), scale=st.sampled_from([1e-2, 1.0, 1e2]))
+@settings(max_examples=25, deadline=None)
+def test_the_tolerance_measure_bounds_the_kkt_residual(seed, frac, relaxation, adaptive, scale):
+    # a sample stopped by tol has a KKT residual (distance from 0 to the subdifferential, sup-norm) at most tol times
+    # |P^T x|_inf: the measure is an upper bound, not a heuristic
+    op, x, P = _problem(seed)
+    x = scale * x
+    b = x @ P
+    threshold = SoftThreshold(frac * b.abs().amax().item())
+    for tol in (1e-3, 1e-6):
+        res = ADMM(max_iter=20_000, tol=tol, relaxation=relaxation, adaptive=adaptive).solve(op, x, threshold)
+        assert bool(res.converged.all())
+        kkt = kkt_residual(op, x, res.code, threshold)
+        assert bool((kkt <= tol * b.abs().amax(dim=1) * (1 + 1e-9) + 1e-12).all()), (kkt, tol)
+
+
+def test_a_wrong_measure_would_be_caught():
+    # the bound test above can fail: stopping at the first iteration gives a KKT residual far above tol
+    op, x, P = _problem(1)
+    threshold = SoftThreshold(0.1 * (x @ P).abs().amax().item())
+    code = ADMM(max_iter=1).solve(op, x, threshold).code
+    assert bool((kkt_residual(op, x, code, threshold) > 1e-3 * (x @ P).abs().amax(dim=1)).all())
+
+
+def test_adaptation_rescales_the_dual_and_keeps_the_unscaled_dual():
+    op, x, P = _problem(2)
+    threshold = SoftThreshold(0.05 * (x @ P).abs().amax().item())
+    solver = ADMM(rho=30.0, adapt_every=1)  # far too large: the dual residual dominates, rho must shrink
+    b = op.encode(x)
+    L = solver.lipschitz(op, x)
+    state = solver.init_state(op, x, b, threshold, L, torch.zeros_like(b))
+    rho0 = state["rho"].clone()
+    for _ in range(3):
+        prev = state
+        state, _ = solver.step(op, x, b, threshold, L, state, need_measure=False)
+    assert bool((state["rho"] < rho0).all())
+    # the unscaled dual rho * w is what the adaptation preserves: recompute the last step without adapting
+    fixed = ADMM(rho=30.0, adaptive=False)
+    unadapted, _ = fixed.step(op, x, b, threshold, L, prev, need_measure=False)
+    torch.testing.assert_close(state["rho"] * state["w"], prev["rho"] * unadapted["w"])
+    torch.testing.assert_close(state["z"], unadapted["z"])
+
+
+def test_adaptation_finds_the_fast_penalty_from_a_poor_start():
+    op, x, P = _problem(3, n=30, m=60, batch=16)
+    threshold = SoftThreshold(0.1 * (x @ P).abs().amax().item())
+    iters = {}
+    for rho in (1e-3, 0.1, 10.0):
+        for adaptive in (False, True):
+            iters[rho, adaptive] = ADMM(max_iter=20_000, tol=1e-8, rho=rho, adaptive=adaptive).solve(
+                op, x, threshold).n_iter
+    worst_fixed = max(iters[rho, False] for rho in (1e-3, 10.0))
+    assert max(iters[rho, True] for rho in (1e-3, 0.1, 10.0)) * 3 < worst_fixed, iters
+
+
+def test_samples_are_independent_of_their_batch():
+    op, x, P = _problem(4, batch=12)
+    threshold = SoftThreshold(0.1 * (x @ P).abs().amax().item())
+    solver = ADMM(max_iter=60)
+    together = solver.solve(op, x, threshold).code
+    alone = torch.cat([solver.solve(op, x[i:i + 1], threshold).code for i in range(12)])
+    torch.testing.assert_close(together, alone, rtol=1e-10, atol=1e-12)
+    # the same with a tolerance (rows leave the batch as they converge)
+    solver = ADMM(max_iter=5000, tol=1e-7)
+    together = solver.solve(op, x, threshold)
+    for i in (0, 5, 11):
+        single = solver.solve(op, x[i:i + 1], threshold)
+        assert int(single.n_iter_per_sample[0]) == int(together.n_iter_per_sample[i])
+        torch.testing.assert_close(single.code[0], together.code[i], rtol=1e-10, atol=1e-12)
+
+
+def test_non_negative_codes_match_fista():
+    op, x, P = _problem(5)
+    threshold = NonNegSoftThreshold(0.05 * (x @ P).abs().amax().item())
+    ours = ADMM(max_iter=20_000, tol=1e-10, init="encode").solve(op, x, threshold)
+    ref = FISTA(max_iter=50_000, tol=1e-11, restart=True).solve(op, x, threshold)
+    assert bool((ours.code >= 0).all())
+    torch.testing.assert_close(objective(op, x, ours.code, threshold), objective(op, x, ref.code, threshold),
+                               rtol=1e-9, atol=1e-12)
+
+
+def test_float32_reaches_float32_accuracy():
+    op64, x64, P = _problem(6, n=40, m=80, batch=32)
+    lam = 0.1 * (x64 @ P).abs().amax().item()
+    ref = FISTA(max_iter=50_000, tol=1e-11, restart=True).solve(op64, x64, SoftThreshold(lam))
+    op32 = LinearDictionary(weight=P.float(), learnable=False).bind()
+    res = ADMM(max_iter=2000, tol=1e-5).solve(op32, x64.float(), SoftThreshold(lam))
+    assert res.code.dtype == torch.float32 and bool(res.converged.all())
+    f32 = objective(op64, x64, res.code.double(), SoftThreshold(lam))
+    f64 = objective(op64, x64, ref.code, SoftThreshold(lam))
+    assert float(((f32 - f64) / f64).max()) < 1e-5
+
+
+def test_batched_heads_and_stacked_signals_match_per_matrix_solves():
+    g = torch.Generator().manual_seed(7)
+    W = torch.randn(3, 6, 10, generator=g, dtype=F64)
+    x = torch.randn(4, 3, 5, 6, generator=g, dtype=F64)  # 4 samples, 3 heads, 5 signals per head
+    threshold = SoftThreshold(0.2)
+    solver = ADMM(max_iter=5000, tol=1e-10)
+    stacked = solver.solve(DenseOperator(W, stacked=True), x, threshold)
+    assert bool(stacked.converged.all())
+    for h in range(3):
+        single = FISTA(max_iter=50_000, tol=1e-11, restart=True).solve(
+            DenseOperator(W[h]), x[:, h].reshape(20, 6), threshold).code
+        torch.testing.assert_close(stacked.code[:, h].reshape(20, 10), single, rtol=1e-6, atol=1e-8)
+
+
+def test_unrolled_gradients_match_finite_differences():
+    g = torch.Generator().manual_seed(8)
+    W = torch.randn(5, 8, generator=g, dtype=F64, requires_grad=True)
+    x = torch.randn(3, 5, generator=g, dtype=F64, requires_grad=True)
+    # a fixed step fixes L and so rho = 0.1 L (from the power iteration it would move with W, undifferentiated)
+    solver = ADMM(max_iter=15, adaptive=False, step=0.2)
+
+    def run(W, x):
+        return solver.solve(DenseOperator(W), x, SoftThreshold(0.3)).code
+
+    torch.autograd.gradcheck(run, (W, x))
+    # lambda: a learnable threshold, against central differences of a scalar loss
+    threshold = SoftThreshold(torch.tensor(0.3, dtype=F64), learnable=True)
+    loss = solver.solve(DenseOperator(W.detach()), x.detach(), threshold).code.square().sum()
+    (grad,) = torch.autograd.grad(loss, threshold.lam_param)
+    eps = 1e-6
+    with torch.no_grad():
+        up, down = (solver.solve(DenseOperator(W), x, SoftThreshold(0.3 + d)).code.square().sum() for d in (eps, -eps))
+    torch.testing.assert_close(grad, (up - down) / (2 * eps), rtol=1e-5, atol=1e-8)
+
+
+def test_learnable_dictionary_trains_through_admm_in_both_modes():
+    g = torch.Generator().manual_seed(9)
+    x = torch.randn(8, 6, generator=g, dtype=F64)
+    for mode in ("unroll", "implicit"):
+        layer = SparseReconstruction(LinearDictionary(6, 12, generator=torch.Generator().manual_seed(0), dtype=F64),
+                                     solver=ADMM(max_iter=50, tol=1e-9 if mode == "implicit" else None),
+                                     threshold=SoftThreshold(0.1), differentiation=mode)
+        layer(x).square().sum().backward()
+        grad = layer.dictionary.weight.grad
+        assert grad is not None and bool(torch.isfinite(grad).all()) and float(grad.abs().max()) > 0
+
+
+def test_bad_arguments_and_dictionaries():
+    with pytest.raises(ValueError, match="rho must be a positive number"):
+        ADMM(rho=0)
+    with pytest.raises(ValueError, match=r"relaxation must be a number in \(0, 2\), got 2"):
+        ADMM(relaxation=2)
+    with pytest.raises(TypeError, match="adaptive must be a bool, got str"):
+        ADMM(adaptive="yes")
+    with pytest.raises(ValueError, match="adapt_every must be a positive int"):
+        ADMM(adapt_every=0)
+    with pytest.raises(TypeError, match="ADMM needs a dense dictionary .* got DCTOperator|ADMM needs a dense"):
+        ADMM().solve(DCTDictionary(8).bind(), torch.randn(2, 8), SoftThreshold(0.1))
