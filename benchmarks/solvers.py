@@ -63,7 +63,7 @@ import numpy as np  # noqa: E402
 import torch  # noqa: E402
 from tqdm import tqdm  # noqa: E402
 
-from sparsecode import FISTA, ISTA, LCA, LinearDictionary, SoftThreshold, Solver, SpaRSA  # noqa: E402
+from sparsecode import ADMM, FISTA, ISTA, LCA, LinearDictionary, SoftThreshold, Solver, SpaRSA  # noqa: E402
 
 __all__ = ["Problem", "Curve", "Config", "simulated_problem", "patch_problem", "per_sample_objective", "polish",
            "relative_suboptimality", "run_setting", "run_benchmark", "build_config", "markdown_table", "main"]
@@ -221,6 +221,7 @@ OUR_SOLVERS: dict[str, Callable[[int], Solver]] = {
     "fista_restart": lambda k: FISTA(max_iter=k, restart=True),
     "lca": lambda k: LCA(max_iter=k, form="vars"),
     "sparsa": lambda k: SpaRSA(max_iter=k),
+    "admm": lambda k: ADMM(max_iter=k),
 }
 
 
@@ -228,6 +229,7 @@ OUR_SOLVERS: dict[str, Callable[[int], Solver]] = {
 OUR_SOLVERS_TOL: dict[str, Callable[[float, int], Solver]] = {
     "fista_restart": lambda tol, k: FISTA(max_iter=k, tol=tol, restart=True),
     "sparsa": lambda tol, k: SpaRSA(max_iter=k, tol=tol),
+    "admm": lambda tol, k: ADMM(max_iter=k, tol=tol),
 }
 
 
@@ -605,7 +607,7 @@ def markdown_table(results: dict) -> str:
 
 
 #: the runs of ours the target is about ("batched FISTA, or a better method of ours")
-TARGET_SOLVERS = ("fista", "fista_restart", "fista_restart_tol", "sparsa", "sparsa_tol")
+TARGET_SOLVERS = ("fista", "fista_restart", "fista_restart_tol", "sparsa", "sparsa_tol", "admm", "admm_tol")
 
 
 def target_summary(results: dict) -> list[str]:

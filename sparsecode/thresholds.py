@@ -79,6 +79,10 @@ class Threshold(nn.Module, abc.ABC):
 
     #: whether the penalty is convex (its KKT residual is a certificate of optimality)
     convex: bool = True
+    #: whether :math:`R` is positively homogeneous of degree 1 (:math:`R(cu) = cR(u)` for :math:`c > 0`), so that
+    #: :math:`\operatorname{prox}_{s\lambda R}(cv) = c\,\operatorname{prox}_{(s/c)\lambda R}(v)` (solvers may then
+    #: threshold a rescaled point with a fixed step)
+    homogeneous: bool = False
 
     def __init__(self, lam: float | torch.Tensor = 0.1, *, learnable: bool = False) -> None:
         super().__init__()
@@ -137,6 +141,8 @@ class SoftThreshold(Threshold):
     r"""Soft threshold, the prox of the :math:`\ell_1` norm:
     :math:`T_{s\lambda}(v) = \operatorname{sign}(v)\,(|v| - s\lambda)_+`, penalty :math:`\lambda\|u\|_1`."""
 
+    homogeneous = True
+
     def prox(self, v: torch.Tensor, step: float | torch.Tensor = 1.0) -> torch.Tensor:
         t = self._lam_like(v) * step
         if _single_pass_ok(v, t):
@@ -166,6 +172,8 @@ class SoftThreshold(Threshold):
 class NonNegSoftThreshold(Threshold):
     r"""Non-negative soft threshold :math:`(v - s\lambda)_+`: the prox of
     :math:`\lambda\sum_i u_i + \iota_{u \ge 0}(u)` (non-negative Lasso)."""
+
+    homogeneous = True
 
     def prox(self, v: torch.Tensor, step: float | torch.Tensor = 1.0) -> torch.Tensor:
         return torch.relu(v - self._lam_like(v) * step)

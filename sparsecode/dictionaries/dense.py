@@ -110,6 +110,7 @@ class DenseOperator:
         self._step_offset: torch.Tensor | None = None
         # the eigendecomposition of G (for shifted_gram_solve), built on first use
         self._eigh_cache: tuple[torch.Tensor, torch.Tensor] | None = None
+        self._eigh_vt: torch.Tensor | None = None
 
     @property
     def weight(self) -> torch.Tensor:
@@ -213,45 +214,73 @@ class DenseOperator:
         return out.reshape(u.shape)
 
     def gram_eigh(self) -> tuple[torch.Tensor, torch.Tensor]:
-        r"""The eigendecomposition :math:`G = V \operatorname{diag}(e) V^\top` of the Gram matrix, detached, cached.
+        r"""The eigenpairs of the Gram matrix that can be non-zero, detached and cached:
+        :math:`G = V_r \operatorname{diag}(e_r) V_r^\top` with :math:`r = \min(n, m)` (the rank of :math:`G` is at most
+        the number of features, so the :math:`m - r` other eigenvalues of an overcomplete dictionary are 0).
 
-        Returns ``(e, V)`` with ``e`` of shape ``(*batch, n_atoms)`` (ascending, clamped at 0: :math:`G` is positive
+        Returns ``(e, V)`` with ``e`` of shape ``(*batch, r)`` (ascending, clamped at 0: :math:`G` is positive
         semi-definite, rounding can make its smallest eigenvalues slightly negative) and ``V`` of shape
-        ``(*batch, n_atoms, n_atoms)``. Half-precision matrices are decomposed in float32 and cast back.
+        ``(*batch, m, r)``. Half-precision matrices are decomposed in float32 and cast back.
         """
         if self._eigh_cache is None:
             g = self.gram_matrix().detach()
             work = g if g.dtype in (torch.float32, torch.float64) else g.float()
             e, v = torch.linalg.eigh(work)
-            self._eigh_cache = (e.clamp_min(0).to(g.dtype), v.to(g.dtype))
+            rank = min(self.n_features, self.n_atoms)
+            e, v = e[..., -rank:], v[..., -rank:]
+            self._eigh_cache = (e.clamp_min(0).to(g.dtype), v.to(g.dtype).contiguous())
+            self._eigh_vt = self._eigh_cache[1].transpose(-1, -2).contiguous()
         return self._eigh_cache
 
-    def _shifted_gram_solve_detached(self, v: torch.Tensor, shift: torch.Tensor) -> torch.Tensor:
-        # S v = V diag(1/(e + s)) V^T v, with V and e constants
-        e, vecs = self.gram_eigh()
-        # eigenvalues shaped like a code of this layout: (*batch, 1, m) for stacked codes, (*batch, m) otherwise
+    def shift_damping(self, shift: torch.Tensor) -> torch.Tensor:
+        r""":math:`d = e_r / (e_r + s)`, the factors of :meth:`scaled_shifted_gram_solve`, shaped like a code's
+        eigen-coordinates (``(..., *batch, r)``, or ``(..., *batch, 1, r)`` for stacked codes)."""
+        e, _ = self.gram_eigh()
         e = e.unsqueeze(-2) if self.stacked else e
-        return self._apply(vecs.transpose(-1, -2), self._apply(vecs, v) / (e + shift))
+        return e / (e + shift)
 
-    def shifted_gram_solve(self, v: torch.Tensor, shift: torch.Tensor) -> torch.Tensor:
-        r""":math:`(P^\top P + s I)^{-1} v` through the eigendecomposition of :math:`G`:
-        :math:`S v = V \operatorname{diag}(1/(e + s)) V^\top v`, two products with :math:`V` whatever the shift, so
-        that each sample (even each matrix of each sample) can have its own :math:`s > 0`.
+    def _scaled_solve_detached(self, v: torch.Tensor, damping: torch.Tensor) -> torch.Tensor:
+        # s (G + sI)^{-1} v = v - V_r diag(d) V_r^T v with V_r, d held constant (V_r V_r^T + the null-space projector
+        # is the identity, and s/(e + s) = 1 - d on the range)
+        _, vecs = self.gram_eigh()
+        coefficients = self._apply(vecs, v) * damping
+        if vecs.ndim == 2 and v.ndim == 2 and coefficients.dtype == v.dtype == vecs.dtype:
+            return torch.addmm(v, coefficients, self._eigh_vt, alpha=-1)
+        return v - self._apply(self._eigh_vt, coefficients)
+
+    def scaled_shifted_gram_solve(self, v: torch.Tensor, shift: torch.Tensor,
+                                  damping: torch.Tensor | None = None) -> torch.Tensor:
+        r""":math:`s\,(P^\top P + s I)^{-1} v = v - V_r \operatorname{diag}\big(e_r/(e_r + s)\big) V_r^\top v` through
+        the eigendecomposition of :math:`G` (:meth:`gram_eigh`): two products with the ``m × min(n, m)`` matrix
+        :math:`V_r` whatever the shift (for a twice-overcomplete dictionary, the cost of one product with :math:`G`),
+        so that each sample (even each matrix of each sample) can have its own :math:`s > 0`.
 
         The decomposition is not differentiated (its derivative is unbounded when eigenvalues repeat, as the zero
         eigenvalue of an overcomplete dictionary does). When :math:`G` needs a gradient the result is written
-        :math:`S v + S\big(v - (G + sI)\,S v\big)`: the same value (the correction is a rounding error) whose
-        derivatives, with :math:`S = (G + sI)^{-1}` held constant, are exactly those of :math:`(G + sI)^{-1} v`
-        with respect to :math:`v`, :math:`s` and :math:`G` (one step of iterative refinement; two more products).
+        :math:`y_0 + R\big(v - (G + sI)\,y_0/s\big)` with :math:`y_0 = R v`, :math:`R = s(G + sI)^{-1}` held
+        constant: the same value (the correction is a rounding error) whose derivatives are exactly those of
+        :math:`s(G + sI)^{-1} v` with respect to :math:`v` and :math:`G` (one step of iterative refinement; two more
+        products and a Gram product).
 
         Args:
             v: codes, ``(..., n_atoms)`` in this operator's layout.
             shift: :math:`s > 0`, a tensor broadcastable against ``v`` (e.g. one value per sample, ``(B, 1, ...)``).
+            damping: :meth:`shift_damping` of ``shift`` when the caller keeps it (it changes only with the shift).
         """
-        u = self._shifted_gram_solve_detached(v, shift)
+        damping = self.shift_damping(shift) if damping is None else damping
+        y = self._scaled_solve_detached(v, damping)
         if torch.is_grad_enabled() and self.gram_matrix().requires_grad:
-            u = u + self._shifted_gram_solve_detached(v - self.gram(u) - shift * u, shift)
-        return u
+            y = y + self._scaled_solve_detached(v - self.gram(y) / shift - y, damping)
+        return y
+
+    def shifted_gram_solve(self, v: torch.Tensor, shift: torch.Tensor) -> torch.Tensor:
+        r""":math:`(P^\top P + s I)^{-1} v`: :meth:`scaled_shifted_gram_solve` divided by :math:`s`.
+
+        Args:
+            v: codes, ``(..., n_atoms)`` in this operator's layout.
+            shift: :math:`s > 0`, a tensor broadcastable against ``v``.
+        """
+        return self.scaled_shifted_gram_solve(v, shift) / shift
 
     def gram_matrix(self) -> torch.Tensor:
         r""":math:`G = P^\top P`, shape ``(*batch, n_atoms, n_atoms)``."""

@@ -9,19 +9,26 @@ Splitting :math:`\min_{u, z} \tfrac12\|Pu - x\|^2 + \lambda R(z)` subject to :ma
     v &= \alpha u + (1 - \alpha) z + w,\qquad
     z^+ = \operatorname{prox}_{\lambda R/\rho}(v),\qquad w^+ = v - z^+.
 
-The linear solve goes through the eigendecomposition :math:`P^\top P = V\operatorname{diag}(e)V^\top`
-(:meth:`~sparsecode.dictionaries.dense.DenseOperator.shifted_gram_solve`, built once per operator): two products
-with :math:`V` per iteration, against one product with :math:`P^\top P` for FISTA, but each sample keeps its own
-:math:`\rho_i`, so that the samples stay independent of each other. The solve is exact, so ADMM does not depend on
-:math:`L` at all, and it converges in far fewer iterations than proximal-gradient methods on coherent dictionaries.
+The iteration is run on :math:`Z = \rho z` and :math:`W = \rho w` (the unscaled dual), in which it reads
+:math:`\rho u = \rho(P^\top P + \rho I)^{-1}(P^\top x + Z - W) = y - V_r\operatorname{diag}\big(e_r/(e_r + \rho)\big)
+V_r^\top y`, :math:`\rho v = \alpha\rho u + (1-\alpha)Z + W`, :math:`Z^+ = \operatorname{prox}_{\lambda R}(\rho v)`
+(for a homogeneous penalty such as :math:`\ell_1`: one scalar threshold, whatever each sample's :math:`\rho`),
+:math:`W^+ = \rho v - Z^+`. :math:`V_r, e_r` are the eigenpairs of :math:`P^\top P` that can be non-zero, computed
+once per operator (:meth:`~sparsecode.dictionaries.dense.DenseOperator.scaled_shifted_gram_solve`): two products with
+the ``m × min(n, m)`` matrix :math:`V_r` per iteration — for a twice-overcomplete dictionary the cost of FISTA's one
+product with :math:`P^\top P` — and each sample keeps its own :math:`\rho_i`, so that samples stay independent of
+each other. The solve is exact, so ADMM takes no step bounded by :math:`1/L`, and it converges in far fewer
+iterations than proximal-gradient methods on coherent dictionaries.
 
 **Penalty adaptation** (``adaptive=True``): every ``adapt_every`` iterations each sample's :math:`\rho_i` is scaled by
 :math:`f = \sqrt{r/s}` (clipped to :math:`[1/10, 10]`, skipped when :math:`1/2 < f < 2` or :math:`z^+ = 0`), with the
 relative residuals :math:`r = \|u - z^+\|_2 / \max(\|u\|_2, \|z^+\|_2)` (primal) and
-:math:`s = \|z^+ - z\|_2 / \|w^+\|_2` (dual, :math:`\rho` cancels), and :math:`w` is divided by :math:`f` (the
-unscaled dual :math:`\rho w` is unchanged): the residual balancing of OSQP (Stellato et al., 2020), per sample. It
+:math:`s = \|z^+ - z\|_2 / \|w^+\|_2` (dual, :math:`\rho` cancels), and :math:`Z` is multiplied by :math:`f` (:math:`z` and the
+unscaled dual :math:`W` are unchanged): the residual balancing of OSQP (Stellato et al., 2020), per sample. It
 drives :math:`\rho_i` towards the curvature of the objective on the sample's support, which depends on :math:`\lambda`
-and on the signal; the starting value ``rho`` (a multiple of :math:`L`) then matters little.
+and on the signal; the starting value ``rho`` (a multiple of :math:`L`) then matters little. A non-convex threshold
+(hard, smoothed) keeps ``rho`` fixed: there ADMM finds a stationary point at best, and shrinking :math:`\rho` can make
+it diverge.
 
 **Optimality measure.** With :math:`z^+ = \operatorname{prox}_{\lambda R/\rho}(v)`, :math:`\rho w^+ \in
 \lambda\partial R(z^+)`, and the u-step gives
@@ -34,8 +41,8 @@ sample stopped by ``tol`` is at least that optimal. The code returned is :math:`
 
 Unrolled, ADMM differentiates with respect to the signals, :math:`\lambda` and the dictionary; the
 eigendecomposition itself is held constant and the linear solve carries the exact derivative (see
-:meth:`~sparsecode.dictionaries.dense.DenseOperator.shifted_gram_solve`), at two more products per iteration while
-a graph is recorded.
+:meth:`~sparsecode.dictionaries.dense.DenseOperator.scaled_shifted_gram_solve`), at two more products and a Gram
+product per iteration while a graph is recorded.
 """
 from __future__ import annotations
 
@@ -101,40 +108,53 @@ class ADMM(Solver):
         rho = torch.full((u0.shape[0],) + (1,) * (u0.ndim - 1), self.rho, dtype=dtype, device=u0.device)
         rho = rho * L.to(dtype)
         iteration = torch.zeros(u0.shape[0], dtype=torch.long, device=u0.device)
-        return {"z": u0, "w": torch.zeros_like(u0), "rho": rho, "k": iteration}
+        # the state is kept multiplied by rho: Z = rho z and W = rho w (the unscaled dual), so that the u-step's
+        # right-hand side is b + Z - W and a homogeneous threshold needs no per-sample step
+        return {"Z": rho * u0, "W": torch.zeros_like(u0), "rho": rho, "damping": op.shift_damping(rho),
+                "k": iteration}
 
     def step(self, op, x, b, threshold, L, state, need_measure):
-        z, w, rho, k = state["z"], state["w"], state["rho"], state["k"] + 1
+        Z, W, rho, damping, k = state["Z"], state["W"], state["rho"], state["damping"], state["k"] + 1
         alpha = self.relaxation
-        u = op.shifted_gram_solve(torch.addcmul(b, rho, z - w), rho)
-        v = alpha * u + (1 - alpha) * z + w if alpha != 1 else u + w
-        z_new = threshold.prox(v, 1.0 / rho)
-        w_new = v - z_new
+        # rho u = rho (G + rho I)^{-1} (b + rho (z - w))
+        rho_u = op.scaled_shifted_gram_solve(b + Z - W, rho, damping)
+        # rho v = rho (alpha u + (1 - alpha) z + w)
+        rho_v = torch.add(W, rho_u, alpha=alpha)
+        if alpha != 1:
+            rho_v = torch.add(rho_v, Z, alpha=1 - alpha)
+        if threshold.homogeneous:  # rho prox_{lam R / rho}(v) = prox_{lam R}(rho v)
+            Z_new = threshold.prox(rho_v, 1.0)
+        else:
+            Z_new = rho * threshold.prox(rho_v / rho, 1.0 / rho)
+        W_new = rho_v - Z_new
         measure = None
         if need_measure:
-            L_gap = _per_sample_norm((z_new - u) * L) if L.numel() > 1 else _per_sample_norm(z_new - u) * L.reshape(())
-            measure = (L_gap + per_sample_max_abs(rho * (z - z_new))
-                       + abs(alpha - 1) * per_sample_max_abs(rho * (u - z)))
+            gap = (Z_new - rho_u) * (L / rho)
+            measure = (_per_sample_norm(gap) + per_sample_max_abs(Z - Z_new)
+                       + abs(alpha - 1) * per_sample_max_abs(rho_u - Z))
         due = k % self.adapt_every == 0
         # on the CPU reading "is any sample due?" is free and spares the residual norms on the other iterations
-        if self.adaptive and (u.device.type != "cpu" or bool(due.any())):
-            rho, w_new = self._adapt(u, z, z_new, w_new, rho, due)
-        return {"z": z_new, "w": w_new, "rho": rho, "k": k}, measure
+        # (a non-convex penalty keeps its rho: balancing can drive non-convex ADMM to diverge)
+        if self.adaptive and threshold.convex and (rho_u.device.type != "cpu" or bool(due.any())):
+            factor = self._balance(rho_u, Z, Z_new, W_new, due)
+            rho, Z_new = rho * factor, Z_new * factor
+            damping = op.shift_damping(rho)
+        return {"Z": Z_new, "W": W_new, "rho": rho, "damping": damping, "k": k}, measure
 
-    def _adapt(self, u, z, z_new, w_new, rho, due):
-        """Residual balancing (see the module docstring): rescaled ``rho`` and ``w``."""
-        tiny = torch.finfo(u.dtype).tiny
-        z_norm = _per_sample_norm(z_new)
-        primal = _per_sample_norm(u - z_new) / torch.maximum(_per_sample_norm(u), z_norm).clamp_min(tiny)
-        dual = _per_sample_norm(z_new - z) / _per_sample_norm(w_new).clamp_min(tiny)
+    def _balance(self, rho_u, Z, Z_new, W_new, due) -> torch.Tensor:
+        """The residual-balancing factor of each sample's rho (see the module docstring), shaped like ``rho``; the
+        residuals are relative, so rho cancels from them."""
+        tiny = torch.finfo(rho_u.dtype).tiny
+        z_norm = _per_sample_norm(Z_new)
+        primal = _per_sample_norm(rho_u - Z_new) / torch.maximum(_per_sample_norm(rho_u), z_norm).clamp_min(tiny)
+        dual = _per_sample_norm(Z_new - Z) / _per_sample_norm(W_new).clamp_min(tiny)
         factor = torch.sqrt(primal / dual.clamp_min(tiny)).clamp(1 / _MAX_FACTOR, _MAX_FACTOR)
         skip = ((factor < _MIN_FACTOR) & (factor > 1 / _MIN_FACTOR)) | (z_norm == 0) | ~due
         # the penalty schedule is a constant for autograd (only the iterates it scales are differentiated)
-        factor = _broadcast(torch.where(skip, torch.ones_like(factor), factor), u).detach()
-        return rho * factor, w_new / factor
+        return _broadcast(torch.where(skip, torch.ones_like(factor), factor), rho_u).detach()
 
     def code(self, state, threshold, L):
-        return state["z"]
+        return state["Z"] / state["rho"]
 
     def extra_repr(self) -> str:
         return (super().extra_repr() + f", rho={self.rho}, relaxation={self.relaxation}, adaptive={self.adaptive}, "

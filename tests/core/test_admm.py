@@ -89,7 +89,7 @@ def test_a_wrong_measure_would_be_caught():
     assert bool((kkt_residual(op, x, code, threshold) > 1e-3 * (x @ P).abs().amax(dim=1)).all())
 
 
-def test_adaptation_rescales_the_dual_and_keeps_the_unscaled_dual():
+def test_adaptation_rescales_the_penalty_and_keeps_the_code_and_the_unscaled_dual():
     op, x, P = _problem(2)
     threshold = SoftThreshold(0.05 * (x @ P).abs().amax().item())
     solver = ADMM(rho=30.0, adapt_every=1)  # far too large: the dual residual dominates, rho must shrink
@@ -101,11 +101,31 @@ def test_adaptation_rescales_the_dual_and_keeps_the_unscaled_dual():
         prev = state
         state, _ = solver.step(op, x, b, threshold, L, state, need_measure=False)
     assert bool((state["rho"] < rho0).all())
-    # the unscaled dual rho * w is what the adaptation preserves: recompute the last step without adapting
-    fixed = ADMM(rho=30.0, adaptive=False)
-    unadapted, _ = fixed.step(op, x, b, threshold, L, prev, need_measure=False)
-    torch.testing.assert_close(state["rho"] * state["w"], prev["rho"] * unadapted["w"])
-    torch.testing.assert_close(state["z"], unadapted["z"])
+    # the same step without adapting: the same code z = Z / rho and the same unscaled dual W
+    unadapted, _ = ADMM(rho=30.0, adaptive=False).step(op, x, b, threshold, L, prev, need_measure=False)
+    torch.testing.assert_close(solver.code(state, threshold, L), solver.code(unadapted, threshold, L))
+    torch.testing.assert_close(state["W"], unadapted["W"])
+    assert not torch.allclose(state["Z"], unadapted["Z"])
+    torch.testing.assert_close(state["damping"], op.shift_damping(state["rho"]))
+
+
+def test_only_homogeneous_thresholds_are_flagged():
+    # ADMM thresholds rho v with a unit step when the threshold says prox_{s lam R}(c v) = c prox_{(s/c) lam R}(v)
+    from sparsecode import HardThreshold, SmoothSoftThreshold
+    g = torch.Generator().manual_seed(3)
+    v = 3 * torch.randn(50, generator=g, dtype=F64)
+    for threshold in (SoftThreshold(0.7), NonNegSoftThreshold(0.7), HardThreshold(0.7), SmoothSoftThreshold(0.7)):
+        holds = all(torch.allclose(threshold.prox(c * v, 1.0), c * threshold.prox(v, 1.0 / c)) for c in (0.3, 4.0))
+        assert holds == threshold.homogeneous, type(threshold).__name__
+
+
+def test_a_non_homogeneous_threshold_runs_through_the_general_prox():
+    from sparsecode import HardThreshold
+    op, x, P = _problem(10)
+    threshold = HardThreshold(0.05)
+    res = ADMM(max_iter=300).solve(op, x, threshold)
+    # a local minimiser of the l0 problem: better than the zero code, and a fixed point of hard thresholding
+    assert bool((objective(op, x, res.code, threshold) < 0.5 * x.square().sum(dim=1)).all())
 
 
 def test_adaptation_finds_the_fast_penalty_from_a_poor_start():
