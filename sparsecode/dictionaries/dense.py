@@ -111,6 +111,7 @@ class DenseOperator:
         # the eigendecomposition of G (for shifted_gram_solve), built on first use
         self._eigh_cache: tuple[torch.Tensor, torch.Tensor] | None = None
         self._eigh_vt: torch.Tensor | None = None
+        self._row_norm_cache: torch.Tensor | None = None
 
     @property
     def weight(self) -> torch.Tensor:
@@ -231,6 +232,15 @@ class DenseOperator:
             self._eigh_cache = (e.clamp_min(0).to(g.dtype), v.to(g.dtype).contiguous())
             self._eigh_vt = self._eigh_cache[1].transpose(-1, -2).contiguous()
         return self._eigh_cache
+
+    def gram_row_norm(self) -> torch.Tensor:
+        r""":math:`c = \max_i \|G_{i,:}\|_2` per matrix, detached, broadcastable against codes (like
+        :meth:`lipschitz`): the bound :math:`\|G d\|_\infty \le c\,\|d\|_2`, with :math:`c \le \|G\|_2` and, for
+        unit-norm atoms, :math:`c \le \sqrt{\|G\|_2}`."""
+        if self._row_norm_cache is None:
+            g = self.gram_matrix().detach()
+            self._row_norm_cache = self._broadcast(torch.linalg.vector_norm(g, dim=-1).amax(dim=-1))
+        return self._row_norm_cache
 
     def shift_damping(self, shift: torch.Tensor) -> torch.Tensor:
         r""":math:`d = e_r / (e_r + s)`, the factors of :meth:`scaled_shifted_gram_solve`, shaped like a code's

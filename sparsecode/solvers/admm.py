@@ -35,8 +35,9 @@ it diverge.
 
 .. math:: \nabla f(z^+) + \rho w^+ = P^\top P(z^+ - u) + \rho\big((\alpha - 1)(u - z) + (z - z^+)\big),
 
-whose sup-norm is at most :math:`L\|z^+ - u\|_2 + \rho|\alpha - 1|\,\|u - z\|_\infty + \rho\|z^+ - z\|_\infty`: the
-measure used by ``tol``. It bounds the distance from 0 to :math:`\partial F(z^+)` (the KKT residual) from above, so a
+whose sup-norm is at most :math:`c\|z^+ - u\|_2 + \rho|\alpha - 1|\,\|u - z\|_\infty + \rho\|z^+ - z\|_\infty`
+with :math:`c = \max_i \|(P^\top P)_{i,:}\|_2 \le L` (:meth:`~sparsecode.dictionaries.dense.DenseOperator.gram_row_norm`):
+the measure used by ``tol``. It bounds the distance from 0 to :math:`\partial F(z^+)` (the KKT residual) from above, so a
 sample stopped by ``tol`` is at least that optimal. The code returned is :math:`z`.
 
 Unrolled, ADMM differentiates with respect to the signals, :math:`\lambda` and the dictionary; the
@@ -129,7 +130,7 @@ class ADMM(Solver):
         W_new = rho_v - Z_new
         measure = None
         if need_measure:
-            gap = (Z_new - rho_u) * (L / rho)
+            gap = (Z_new - rho_u) * (op.gram_row_norm().to(rho.dtype) / rho)
             measure = (_per_sample_norm(gap) + per_sample_max_abs(Z - Z_new)
                        + abs(alpha - 1) * per_sample_max_abs(rho_u - Z))
         due = k % self.adapt_every == 0

@@ -8,7 +8,8 @@ whose first dimension indexes samples. Subclasses define one iteration (:meth:`S
 * a fixed number of steps (``tol=None``: what a network layer wants, no host synchronisation), or
 * until every sample's optimality measure, relative to :math:`\|P^\top x\|_\infty`, is :math:`\le` ``tol``.
   Converged samples stop changing (their state is frozen) while the others go on; the loop ends when all have
-  converged or ``max_iter`` is reached.
+  converged or ``max_iter`` is reached. A sample whose starting code is 0 and already optimal (the KKT conditions
+  hold exactly at 0, e.g. :math:`\|P^\top x\|_\infty \le \lambda` for the Lasso) is converged after 0 iterations.
 
 The step size is :math:`1/L` with :math:`L` from ``op.lipschitz()`` unless ``step`` is given.
 """
@@ -76,6 +77,9 @@ class Solver(nn.Module, abc.ABC):
             overrides it.
         check_every: test "all samples converged" (a host synchronisation) every this many iterations.
     """
+
+    #: whether the iteration converges to a minimiser of the problem it is given (a learned iteration does not)
+    converges_to_minimiser: bool = True
 
     def __init__(self, max_iter: int = 100, tol: float | None = None, *, step: float | None = None,
                  init: str = "zeros", check_every: int = 1) -> None:
@@ -148,11 +152,15 @@ class Solver(nn.Module, abc.ABC):
         converged = torch.zeros_like(active)
         iters = torch.zeros(n_samples, dtype=torch.long, device=x.device)
         scale = per_sample_max_abs(b.detach()).clamp_min(torch.finfo(torch.float32).tiny)
+        if self.tol is not None:
+            converged = self._optimal_at_start(b, threshold, L, state)
+            active = ~converged
         if not trace and self._can_split_rows(op, x, b, threshold, L, state):
-            return self._solve_by_rows(op, x, b, threshold, L, state, scale)
+            return self._solve_by_rows(op, x, b, threshold, L, state, scale, converged)
         objs, kkts = [], []
         n_iter = 0
-        for k in range(self.max_iter):
+        all_optimal = self.tol is not None and not bool(active.any())
+        for k in range(0 if all_optimal else self.max_iter):
             record = grad_enabled and (grad_steps is None or k >= self.max_iter - grad_steps)
             with torch.set_grad_enabled(record):
                 new_state, measure = self.step(op, x, b, threshold, L, state, need_measure=self.tol is not None)
@@ -182,6 +190,17 @@ class Solver(nn.Module, abc.ABC):
         return SolveResult(code=self.code(state, threshold, L), n_iter=n_iter, converged=converged,
                            n_iter_per_sample=iters, trace=result_trace, state=state)
 
+    def _optimal_at_start(self, b: torch.Tensor, threshold: Threshold, L: torch.Tensor,
+                          state: State) -> torch.Tensor:
+        r"""Per sample, whether the starting code is 0 and satisfies the KKT conditions exactly there (the gradient
+        at 0 is :math:`-P^\top x`): then 0 is the minimiser, for a convex penalty and a solver that minimises."""
+        if not (self.converges_to_minimiser and threshold.convex) or b.shape[0] == 0:
+            return torch.zeros(b.shape[0], dtype=torch.bool, device=b.device)
+        with torch.no_grad():
+            start = self.code(state, threshold, L)
+            zero = per_sample_max_abs(start) == 0
+            return zero & (threshold.kkt_residual(torch.zeros_like(b), -b.detach()) == 0)
+
     # --- the same loop, faster for many independent rows on the CPU ---------------------------------------------------
     #: whether one iteration treats the rows of (x, b, state) independently given a shared operator, threshold and L
     #: (then the batch can be solved in cache-sized blocks of rows, and converged rows can leave it)
@@ -206,14 +225,14 @@ class Solver(nn.Module, abc.ABC):
         return all(v.shape[:1] == x.shape[:1] for v in state.values())
 
     def _solve_by_rows(self, op: Operator, x: torch.Tensor, b: torch.Tensor, threshold: Threshold,
-                       L: torch.Tensor, state: State, scale: torch.Tensor) -> SolveResult:
+                       L: torch.Tensor, state: State, scale: torch.Tensor, converged: torch.Tensor) -> SolveResult:
         """The loop of :meth:`solve` (same iterates, stopping and counters) run block of rows by block of rows, each
         block's codes about :data:`BLOCK_BYTES` so that an iteration's tensors stay in cache; with a tolerance, a row
         leaves its block at the iteration it converges."""
         n_samples = x.shape[0]
         rows_per_block = max(128, BLOCK_BYTES // max(1, b.shape[1] * b.element_size()))
         final = {key: torch.empty_like(v) for key, v in state.items()}
-        converged = torch.zeros(n_samples, dtype=torch.bool, device=x.device)
+        converged = converged.clone()  # (with a tolerance: the samples optimal at the start)
         iters = torch.zeros(n_samples, dtype=torch.long, device=x.device)
         n_iter = 0
         for start in range(0, n_samples, rows_per_block):
@@ -239,9 +258,13 @@ class Solver(nn.Module, abc.ABC):
                         iters: torch.Tensor) -> tuple[State, int]:
         """Iterate one block until all its rows meet ``tol`` or ``max_iter``; fills the views ``converged`` and
         ``iters`` and returns the final state and the iteration count. A row leaves the working set as soon as it
-        converges (its state is copied out then), so later iterations cost only what the remaining rows cost."""
-        final = {key: torch.empty_like(v) for key, v in state.items()}
-        rows = torch.arange(x.shape[0], device=x.device)
+        converges (its state is copied out then), so later iterations cost only what the remaining rows cost; rows
+        that ``converged`` marks on entry never enter it."""
+        final = {key: v.clone() for key, v in state.items()}
+        rows = (~converged).nonzero().squeeze(1)
+        if rows.numel() < x.shape[0]:
+            x, b, scale = (t.index_select(0, rows) for t in (x, b, scale))
+            state = {key: v.index_select(0, rows) for key, v in state.items()}
         n_iter = 0
         for k in range(self.max_iter):
             if not rows.numel():

@@ -63,6 +63,8 @@ class LearnedISTA(Solver):
         device, dtype: where to build the parameters.
     """
 
+    converges_to_minimiser = False
+
     def __init__(self, n_atoms: int, max_iter: int = 5, tol: float | None = None, *, per_step: bool = False,
                  lipschitz: str = "row_sum_plus_one", device: torch.device | str | None = None,
                  dtype: torch.dtype | None = None) -> None:

@@ -6,7 +6,8 @@ import pytest
 import torch
 from hypothesis import given, settings, strategies as st
 
-from sparsecode import FISTA, ISTA, LinearDictionary, NonNegSoftThreshold, SoftThreshold, SpaRSA, objective
+from sparsecode import (ADMM, FISTA, ISTA, LCA, LearnedISTA, LinearDictionary, NonNegSoftThreshold, SoftThreshold,
+                        SpaRSA, objective)
 
 
 def _problem(seed: int, n: int, m: int, batch: int):
@@ -48,10 +49,10 @@ def test_compacted_loop_matches_frozen_loop(name, seed, check, nonneg, batch):
 def test_compacted_loop_keeps_converged_samples_frozen():
     op, _ = _problem(3, 10, 16, 1)
     x = torch.randn(8, 10, generator=torch.Generator().manual_seed(4), dtype=torch.float64)
-    x[0] = 0.0  # converges at the first iteration, the others much later
+    x[0] = 0.0  # optimal at the zero start (0 iterations), the others converge much later
     with torch.no_grad():
         res = FISTA(max_iter=500, tol=1e-9).solve(op, x, SoftThreshold(0.1))
-    assert int(res.n_iter_per_sample[0]) == 1 and bool(res.converged[0])
+    assert int(res.n_iter_per_sample[0]) == 0 and bool(res.converged[0])
     assert int(res.n_iter_per_sample[1:].min()) > 1
     assert res.n_iter == int(res.n_iter_per_sample.max())
     assert torch.count_nonzero(res.code[0]) == 0
@@ -73,3 +74,38 @@ def test_compacted_loop_matches_frozen_loop_for_sparsa():
     assert len(set(fast.n_iter_per_sample.tolist())) > 5  # samples left the batch at many different iterations
     f_fast, f_slow = objective(op, x, fast.code, threshold), objective(op, x, slow.code.detach(), threshold)
     torch.testing.assert_close(f_fast, f_slow, rtol=1e-10, atol=0)
+
+
+@pytest.mark.parametrize("solver", [FISTA(max_iter=2000, tol=1e-9, restart=True), ISTA(max_iter=5000, tol=1e-9),
+                                    SpaRSA(max_iter=2000, tol=1e-9), ADMM(max_iter=2000, tol=1e-9),
+                                    LCA(max_iter=20_000, tol=1e-9)], ids=lambda s: type(s).__name__)
+@pytest.mark.parametrize("trace", [False, True], ids=["rows", "frozen"])
+def test_samples_optimal_at_zero_take_no_iteration(solver, trace):
+    # |P^T x|_inf <= lambda: the zero start already satisfies the KKT conditions; the other samples are solved as if
+    # they were alone, in both loops
+    g = torch.Generator().manual_seed(6)
+    P = torch.randn(12, 20, generator=g, dtype=torch.float64) / 12 ** 0.5
+    op = LinearDictionary(weight=P, learnable=False).bind()
+    x = torch.randn(6, 12, generator=g, dtype=torch.float64) * torch.tensor([0.1, 1, 0.2, 1, 1, 0.05],
+                                                                             dtype=torch.float64).unsqueeze(1)
+    lam = 0.5 * float((x @ P).abs().amax())
+    small = (x @ P).abs().amax(dim=1) <= lam
+    assert 0 < int(small.sum()) < 6
+    threshold = SoftThreshold(lam)
+    with torch.no_grad():
+        res = solver.solve(op, x, threshold, trace=trace)
+        others = solver.solve(op, x[~small], threshold)
+    assert bool(res.converged.all())
+    assert bool((res.n_iter_per_sample[small] == 0).all()) and bool((res.n_iter_per_sample[~small] > 0).all())
+    assert torch.count_nonzero(res.code[small]) == 0
+    torch.testing.assert_close(res.code[~small], others.code, rtol=1e-7, atol=1e-9)
+    # a start whose code is not zero is iterated
+    started = solver.solve(op, x, threshold, init=torch.full((6, 20), 10.0, dtype=torch.float64))
+    assert bool((started.n_iter_per_sample > 0).all())
+
+
+def test_a_learned_iteration_is_not_screened():
+    op, _ = _problem(5, 12, 20, 1)
+    x = torch.zeros(2, 12, dtype=torch.float64)
+    res = LearnedISTA(20, max_iter=5, tol=1e-3, dtype=torch.float64).solve(op, x, SoftThreshold(0.1))
+    assert bool((res.n_iter_per_sample > 0).all())
