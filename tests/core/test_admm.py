@@ -236,3 +236,21 @@ def test_bad_arguments_and_dictionaries():
         ADMM(adapt_every=0)
     with pytest.raises(TypeError, match="ADMM needs a dense dictionary .* got DCTOperator|ADMM needs a dense"):
         ADMM().solve(DCTDictionary(8).bind(), torch.randn(2, 8), SoftThreshold(0.1))
+
+
+@given(seed=st.integers(0, 10_000), n=st.integers(1, 10), m=st.integers(1, 16), stacked=st.booleans())
+@settings(max_examples=25)
+def test_gram_row_norm_bounds_the_sup_norm_of_gram_products(seed, n, m, stacked):
+    g = torch.Generator().manual_seed(seed)
+    W = torch.randn(3, n, m, generator=g, dtype=F64)
+    op = DenseOperator(W, stacked=stacked)
+    c = op.gram_row_norm()
+    G = W.transpose(-1, -2) @ W
+    d = torch.randn((5, 3, 2, m) if stacked else (5, 3, m), generator=g, dtype=F64)
+    Gd = op.gram(d)
+    per_matrix = torch.linalg.vector_norm(d, dim=-1, keepdim=True)
+    assert bool((Gd.abs() <= c * per_matrix * (1 + 1e-12) + 1e-12).all())
+    # it is the largest row norm of G (a product with that row's direction attains it), and at most |G|_2 = L
+    rows = torch.linalg.vector_norm(G, dim=-1)
+    torch.testing.assert_close(c.flatten(), rows.amax(dim=-1))
+    assert bool((rows.amax(dim=-1) <= torch.linalg.matrix_norm(G, ord=2) * (1 + 1e-12)).all())
