@@ -18,7 +18,7 @@ from ._validation import check_float_tensor, check_positive_int
 from .dictionaries.base import Dictionary, Operator
 from .differentiation import BACKWARD_METHODS, implicit_code
 from .result import SolveResult
-from .solvers import LCA, SOLVERS, LearnedISTA, Solver, get_solver
+from .solvers import LCA, SOLVERS, Solver, get_solver
 from .thresholds import THRESHOLDS, SoftThreshold, Threshold, get_threshold
 
 __all__ = ["SparseReconstruction", "DIFFERENTIATION_MODES"]
@@ -114,9 +114,9 @@ class SparseReconstruction(nn.Module):
             raise ValueError(f"backward_tol must be a positive number, got {backward_tol!r}")
         self.dictionary = dictionary
         self.solver = _as_solver(solver)
-        if differentiation == "implicit" and isinstance(self.solver, LearnedISTA):
-            raise ValueError("differentiation='implicit' needs a solver that converges to the minimiser; "
-                             "LearnedISTA does not (use 'unroll' or 'truncated')")
+        if differentiation == "implicit" and not self.solver.converges_to_minimiser:
+            raise ValueError(f"differentiation='implicit' needs a solver that converges to the minimiser; "
+                             f"{type(self.solver).__name__} does not (use 'unroll' or 'truncated')")
         self.truncate_steps = truncate_steps
         self.backward_method, self.backward_max_iter, self.backward_tol = backward_method, backward_max_iter, \
             backward_tol

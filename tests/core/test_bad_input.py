@@ -88,3 +88,10 @@ def test_an_empty_batch_gives_an_empty_code(solver, threshold):
     op = LinearDictionary(5, 8).bind()
     result = solver.solve(op, torch.zeros(0, 5), threshold)
     assert result.code.shape == (0, 8) and result.converged.shape == (0,)
+
+
+def test_implicit_differentiation_needs_a_solver_that_minimises():
+    from sparsecode import LearnedISTA
+    with pytest.raises(ValueError, match="differentiation='implicit' needs a solver that converges to the minimiser; "
+                                         "LearnedISTA does not"):
+        SparseReconstruction(LinearDictionary(3, 4), solver=LearnedISTA(4), differentiation="implicit")
