@@ -33,10 +33,17 @@ def test_shifted_gram_solve_is_the_regularised_inverse(seed, n, m, log_shift, st
     v = torch.randn((3, 2, 4, m) if stacked else (3, 2, m), generator=g, dtype=F64)
     op = DenseOperator(W, stacked=stacked)
     A = W.transpose(-1, -2) @ W + shift.reshape(3, 1, 1, 1) * torch.eye(m, dtype=F64)
-    # A is (3, 2, m, m) with the shift of sample i; solve row vectors v A^{-1} (A symmetric)
-    expected = torch.linalg.solve(A, v.transpose(-1, -2)).transpose(-1, -2) if stacked else \
-        torch.linalg.solve(A, v.unsqueeze(-1)).squeeze(-1)
-    torch.testing.assert_close(op.shifted_gram_solve(v, shift), expected, rtol=1e-8, atol=1e-10)
+    # A is (3, 2, m, m) with the shift of sample i; u solves u A = v row by row (A symmetric). A small shift makes A
+    # ill-conditioned, so compare backward errors (the residual against |A| |u| + |v|), not the solutions
+    u = op.shifted_gram_solve(v, shift)
+    rows = u if stacked else u.unsqueeze(-2)
+    residual = rows @ A - (v if stacked else v.unsqueeze(-2))
+    size = torch.linalg.matrix_norm(A, ord=2).unsqueeze(-1).unsqueeze(-1) * rows.abs().amax() + v.abs().amax()
+    assert bool((residual.abs() <= 1e-10 * size).all()), residual.abs().max()
+    # and a wrong shift would be caught
+    wrong = op.shifted_gram_solve(v, 2 * shift)
+    wrong_rows = wrong if stacked else wrong.unsqueeze(-2)
+    assert float((wrong_rows @ A - (v if stacked else v.unsqueeze(-2))).abs().max()) > 1e-6 * float(v.abs().max())
 
 
 def test_shifted_gram_solve_carries_the_exact_derivative():
