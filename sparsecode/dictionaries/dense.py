@@ -205,7 +205,7 @@ class DenseOperator:
         stale = (torch.is_grad_enabled() and b.requires_grad and self._step_offset is not None
                  and not self._step_offset.requires_grad)
         if key is None or key[0] is not b or key[1] is not L or stale:
-            self._step_offset = b / L
+            self._step_offset = b / L.to(b.dtype)
             self._step_offset_key = (b, L)
         if single:
             return torch.addmm(self._step_offset, u, self._step_matrix)

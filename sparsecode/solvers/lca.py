@@ -38,8 +38,12 @@ LCA_FORMS = ("vars", "rozell")
 
 def _fit_step(dt: torch.Tensor | float, like: torch.Tensor) -> torch.Tensor | float:
     """``dt`` when it broadcasts to ``like``; else its smallest entry (a code-shaped step, e.g. per atom, applied to the
-    signal-shaped population z)."""
-    if not isinstance(dt, torch.Tensor) or dt.ndim == 0:
+    signal-shaped population z); a tensor step in ``like``'s dtype (a float32 step must not promote half-precision
+    states)."""
+    if not isinstance(dt, torch.Tensor):
+        return dt
+    dt = dt.to(like.dtype) if like.is_floating_point() else dt
+    if dt.ndim == 0:
         return dt
     try:
         if torch.broadcast_shapes(dt.shape, like.shape) == like.shape:

@@ -101,3 +101,22 @@ def test_convolutional_sparse_coding_equals_the_dense_problem():
     u_conv = conv_result.code.reshape(2, -1)
     assert torch.allclose(u_conv, dense_result.code, atol=1e-7)
     assert torch.allclose(conv.decode(conv_result.code).reshape(2, -1), dense.decode(dense_result.code), atol=1e-9)
+
+
+@pytest.mark.parametrize("solver_name,solver", SOLVERS, ids=[s[0] for s in SOLVERS])
+@pytest.mark.parametrize("dtype", [torch.bfloat16, torch.float16], ids=["bfloat16", "float16"])
+def test_every_solver_runs_a_half_precision_layer(solver_name, solver, dtype, request):
+    # the step constants (L is computed in float32 for half-precision weights) must not promote the codes
+    if solver_name.startswith("sparsa") and dtype == torch.float16:
+        request.applymarker(pytest.mark.xfail(strict=True, reason="known: the backward through SpaRSA's "
+                                              "Barzilai-Borwein ratio <s, s>/<s, y> overflows float16"))
+    layer = SparseReconstruction(LinearDictionary(8, 16, generator=_gen(0), dtype=dtype), solver=solver(),
+                                 threshold=SoftThreshold(0.1))
+    x = torch.randn(4, 8, generator=_gen(1)).to(dtype)
+    out = layer(x)
+    out.float().square().sum().backward()
+    assert out.dtype == dtype and bool(torch.isfinite(out).all())
+    assert layer.dictionary.weight.grad is not None and bool(torch.isfinite(layer.dictionary.weight.grad).all())
+    reference = SparseReconstruction(LinearDictionary(weight=layer.dictionary.weight.detach().double()),
+                                     solver=solver(), threshold=SoftThreshold(0.1))(x.double())
+    assert float((out.double() - reference).abs().max()) < 0.1 * float(reference.abs().max())
