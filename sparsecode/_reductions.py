@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import torch
 
-__all__ = ["per_sample_sum", "per_sample_max", "per_sample_dot"]
+__all__ = ["per_sample_sum", "per_sample_max", "per_sample_dot", "per_sample_norm", "per_sample_view"]
 
 
 def per_sample_sum(t: torch.Tensor) -> torch.Tensor:
@@ -19,3 +19,13 @@ def per_sample_max(t: torch.Tensor) -> torch.Tensor:
 def per_sample_dot(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
     """:math:`\\langle a_b, b_b\\rangle` per sample, ``(B,)``, in one pass (no product tensor)."""
     return torch.linalg.vecdot(a.flatten(1), b.flatten(1))
+
+
+def per_sample_norm(t: torch.Tensor) -> torch.Tensor:
+    """:math:`\|t_b\|_2` per sample, ``(B,)``."""
+    return torch.linalg.vector_norm(t.flatten(1), dim=1)
+
+
+def per_sample_view(v: torch.Tensor, like: torch.Tensor) -> torch.Tensor:
+    """A per-sample ``(B,)`` tensor shaped ``(B, 1, ..., 1)`` to broadcast against ``like``'s ``(B, ...)``."""
+    return v.reshape((-1,) + (1,) * (like.ndim - 1))

@@ -49,6 +49,7 @@ from __future__ import annotations
 
 import torch
 
+from .._reductions import per_sample_norm, per_sample_view
 from .._validation import check_positive_int
 from ..dictionaries.dense import DenseOperator
 from ..objective import per_sample_max_abs
@@ -58,16 +59,6 @@ __all__ = ["ADMM"]
 
 #: the largest factor one adaptation may change rho by, and the smallest factor worth an adaptation
 _MAX_FACTOR, _MIN_FACTOR = 10.0, 2.0
-
-
-def _per_sample_norm(t: torch.Tensor) -> torch.Tensor:
-    """Per-sample Euclidean norm, ``(B,)``."""
-    return torch.linalg.vector_norm(t.flatten(1), dim=1)
-
-
-def _broadcast(v: torch.Tensor, like: torch.Tensor) -> torch.Tensor:
-    """A ``(B,)`` tensor shaped to broadcast against ``like``'s ``(B, ...)``."""
-    return v.reshape((-1,) + (1,) * (like.ndim - 1))
 
 
 class ADMM(Solver):
@@ -131,28 +122,29 @@ class ADMM(Solver):
         measure = None
         if need_measure:
             gap = (Z_new - rho_u) * (op.gram_row_norm().to(rho.dtype) / rho)
-            measure = (_per_sample_norm(gap) + per_sample_max_abs(Z - Z_new)
+            measure = (per_sample_norm(gap) + per_sample_max_abs(Z - Z_new)
                        + abs(alpha - 1) * per_sample_max_abs(rho_u - Z))
-        due = k % self.adapt_every == 0
-        # on the CPU reading "is any sample due?" is free and spares the residual norms on the other iterations
         # (a non-convex penalty keeps its rho: balancing can drive non-convex ADMM to diverge)
-        if self.adaptive and threshold.convex and (rho_u.device.type != "cpu" or bool(due.any())):
-            factor = self._balance(rho_u, Z, Z_new, W_new, due)
-            rho, Z_new = rho * factor, Z_new * factor
-            damping = op.shift_damping(rho)
+        if self.adaptive and threshold.convex:
+            due = k % self.adapt_every == 0
+            # on the CPU reading "is any sample due?" is free and spares the residual norms on the other iterations
+            if rho_u.device.type != "cpu" or bool(due.any()):
+                factor = self._balance(rho_u, Z, Z_new, W_new, due)
+                rho, Z_new = rho * factor, Z_new * factor
+                damping = op.shift_damping(rho)
         return {"Z": Z_new, "W": W_new, "rho": rho, "damping": damping, "k": k}, measure
 
     def _balance(self, rho_u, Z, Z_new, W_new, due) -> torch.Tensor:
         """The residual-balancing factor of each sample's rho (see the module docstring), shaped like ``rho``; the
         residuals are relative, so rho cancels from them."""
         tiny = torch.finfo(rho_u.dtype).tiny
-        z_norm = _per_sample_norm(Z_new)
-        primal = _per_sample_norm(rho_u - Z_new) / torch.maximum(_per_sample_norm(rho_u), z_norm).clamp_min(tiny)
-        dual = _per_sample_norm(Z_new - Z) / _per_sample_norm(W_new).clamp_min(tiny)
+        z_norm = per_sample_norm(Z_new)
+        primal = per_sample_norm(rho_u - Z_new) / torch.maximum(per_sample_norm(rho_u), z_norm).clamp_min(tiny)
+        dual = per_sample_norm(Z_new - Z) / per_sample_norm(W_new).clamp_min(tiny)
         factor = torch.sqrt(primal / dual.clamp_min(tiny)).clamp(1 / _MAX_FACTOR, _MAX_FACTOR)
         skip = ((factor < _MIN_FACTOR) & (factor > 1 / _MIN_FACTOR)) | (z_norm == 0) | ~due
         # the penalty schedule is a constant for autograd (only the iterates it scales are differentiated)
-        return _broadcast(torch.where(skip, torch.ones_like(factor), factor), rho_u).detach()
+        return per_sample_view(torch.where(skip, torch.ones_like(factor), factor), rho_u).detach()
 
     def code(self, state, threshold, L):
         return state["Z"] / state["rho"]

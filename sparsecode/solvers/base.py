@@ -20,6 +20,7 @@ import abc
 import torch
 from torch import nn
 
+from .._reductions import per_sample_view
 from .._validation import check_positive_int
 from ..dictionaries.base import Operator
 from ..dictionaries.dense import DenseOperator
@@ -40,7 +41,7 @@ BLOCK_BYTES = 1 << 20
 
 
 def _per_sample_where(mask: torch.Tensor, new: torch.Tensor, old: torch.Tensor) -> torch.Tensor:
-    return torch.where(mask.reshape(mask.shape + (1,) * (new.ndim - 1)), new, old)
+    return torch.where(per_sample_view(mask, new), new, old)
 
 
 def _gradient_step(op: Operator, u: torch.Tensor, b: torch.Tensor, L: torch.Tensor) -> torch.Tensor:
@@ -260,9 +261,12 @@ class Solver(nn.Module, abc.ABC):
         ``iters`` and returns the final state and the iteration count. A row leaves the working set as soon as it
         converges (its state is copied out then), so later iterations cost only what the remaining rows cost; rows
         that ``converged`` marks on entry never enter it."""
-        final = {key: v.clone() for key, v in state.items()}
+        final = {key: torch.empty_like(v) for key, v in state.items()}
         rows = (~converged).nonzero().squeeze(1)
         if rows.numel() < x.shape[0]:
+            done = converged.nonzero().squeeze(1)
+            for key, v in state.items():
+                final[key].index_copy_(0, done, v.index_select(0, done))
             x, b, scale = (t.index_select(0, rows) for t in (x, b, scale))
             state = {key: v.index_select(0, rows) for key, v in state.items()}
         n_iter = 0

@@ -30,18 +30,13 @@ from __future__ import annotations
 
 import torch
 
-from .._reductions import per_sample_dot
+from .._reductions import per_sample_dot, per_sample_view
 from .._validation import check_positive_int
 from ..objective import per_sample_max_abs
 from ..thresholds import NonNegSoftThreshold
 from .base import Solver, State, _gradient
 
 __all__ = ["SpaRSA"]
-
-
-def _per_sample(v: torch.Tensor, like: torch.Tensor) -> torch.Tensor:
-    """A ``(B,)`` tensor shaped to broadcast against ``like``'s ``(B, ...)``."""
-    return v.reshape((-1,) + (1,) * (like.ndim - 1))
 
 
 class SpaRSA(Solver):
@@ -83,7 +78,7 @@ class SpaRSA(Solver):
 
     def step(self, op, x, b, threshold, L, state, need_measure):
         u, g, step, history = state["u"], state["g"], state["step"], state["history"]
-        alpha = _per_sample(step, u).to(u.dtype)
+        alpha = per_sample_view(step, u).to(u.dtype)
         u_new = threshold.prox(torch.addcmul(u, alpha, g, value=-1), alpha)
         g_new = _gradient(op, u_new, b)
         s = u_new - u
@@ -100,7 +95,7 @@ class SpaRSA(Solver):
         bb = torch.where(sy > 0, ss / sy.clamp_min(torch.finfo(sy.dtype).tiny), step)
         next_step = torch.where(accept, bb.clamp(min=inv_L, max=self.max_step * inv_L), inv_L)
         # keep u (and g) where the step was rejected; lerp is exact at weights 0 and 1
-        keep_new = _per_sample(accept, u).to(u.dtype)
+        keep_new = per_sample_view(accept, u).to(u.dtype)
         u_next = torch.lerp(u, u_new, keep_new)
         g_next = torch.lerp(g, g_new, keep_new)
         rolled = torch.cat([history[:, 1:], (current + change).unsqueeze(1)], dim=1)

@@ -10,15 +10,13 @@ from sparsecode import (ADMM, FISTA, DCTDictionary, LinearDictionary, NonNegSoft
                         SparseReconstruction, kkt_residual, objective)
 from sparsecode.dictionaries.dense import DenseOperator
 
+from _lasso_problems import unit_norm_problem  # tests/core is on sys.path (pytest prepend import mode)
+
 F64 = torch.float64
 
 
 def _problem(seed: int, n: int = 20, m: int = 40, batch: int = 6, dtype=F64):
-    g = torch.Generator().manual_seed(seed)
-    P = torch.randn(n, m, generator=g, dtype=F64)
-    P = P / P.norm(dim=0, keepdim=True)
-    x = torch.randn(batch, n, generator=g, dtype=F64)
-    return LinearDictionary(weight=P.to(dtype), learnable=False).bind(), x.to(dtype), P
+    return unit_norm_problem(seed, n, m, batch, dtype)
 
 
 @given(seed=st.integers(0, 10_000), n=st.integers(2, 12), m=st.integers(1, 24),

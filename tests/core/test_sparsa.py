@@ -7,15 +7,13 @@ from hypothesis import given, settings, strategies as st
 
 from sparsecode import FISTA, LinearDictionary, SoftThreshold, SpaRSA, objective
 
+from _lasso_problems import unit_norm_problem  # tests/core is on sys.path (pytest prepend import mode)
+
 F64 = torch.float64
 
 
 def _problem(seed: int, n: int = 30, m: int = 60, batch: int = 8, dtype=F64):
-    g = torch.Generator().manual_seed(seed)
-    P = torch.randn(n, m, generator=g, dtype=F64)
-    P = P / P.norm(dim=0, keepdim=True)
-    x = torch.randn(batch, n, generator=g, dtype=F64)
-    return LinearDictionary(weight=P.to(dtype), learnable=False).bind(), x.to(dtype), P
+    return unit_norm_problem(seed, n, m, batch, dtype)
 
 
 def _start(solver, op, x, threshold):
