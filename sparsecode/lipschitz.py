@@ -101,7 +101,8 @@ def power_iteration(
     return L, ritz.reshape(probe_shape)
 
 
-def perron_bound(gram: torch.Tensor, n_iter: int = 8, rounding_margin: float = 1e-5) -> torch.Tensor:
+def perron_bound(gram: torch.Tensor, n_iter: int = 8, rounding_margin: float = 1e-5,
+                 scale: torch.Tensor | None = None) -> torch.Tensor:
     r"""A guaranteed upper bound on :math:`\|G\|_2` for symmetric matrices ``gram`` ``(*batch, m, m)``, tight when
     :math:`G` is entrywise non-negative (e.g. the Gram matrix of positive random features).
 
@@ -111,23 +112,35 @@ def perron_bound(gram: torch.Tensor, n_iter: int = 8, rounding_margin: float = 1
     :math:`(\lambda_2/\lambda_1)^{n}`, fast for the dominant Perron root of a positive matrix. For
     :math:`G \ge 0`, :math:`\rho(A) = \|G\|_2`. No host synchronisation; a fixed number of batched products.
 
+    With ``scale`` :math:`s > 0` the bound is that of :math:`D G D`, :math:`D = \operatorname{diag}(s)`, computed
+    without forming it: :math:`|DGD| = D|G|D`, so every product is :math:`v \mapsto s \odot (|G|(s \odot v))`.
+
     Args:
         gram: symmetric matrices, ``(*batch, m, m)``.
         n_iter: power steps before the bound is read.
         rounding_margin: relative margin for the rounding of the products.
+        scale: optional positive diagonal scale ``(*batch, m)`` (the bound is then that of :math:`DGD`).
 
     Returns:
         ``(*batch,)`` upper bounds.
     """
     with torch.no_grad():
         a = gram.detach().abs()
-        v = a.sum(dim=-1)  # one step from the all-ones vector: its bound is the row-sum bound
-        scale = v.amax(dim=-1, keepdim=True).clamp_min(torch.finfo(a.dtype).tiny)
+        s = None if scale is None else scale.detach().to(a.dtype)
+
+        def product(v: torch.Tensor) -> torch.Tensor:
+            # A is symmetric; the row-vector product is the fast batched form
+            if s is None:
+                return (v.unsqueeze(-2) @ a).squeeze(-2)
+            return ((v * s).unsqueeze(-2) @ a).squeeze(-2) * s
+
+        v = product(torch.ones_like(a[..., 0]))  # one step from the all-ones vector: the row-sum bound
+        norm = v.amax(dim=-1, keepdim=True).clamp_min(torch.finfo(a.dtype).tiny)
         for _ in range(n_iter):
             # a floor keeps v strictly positive (zero rows, reducible A), which the bound needs
-            v = v / scale + torch.finfo(a.dtype).eps
-            v = (v.unsqueeze(-2) @ a).squeeze(-2)  # A is symmetric; the row-vector product is the fast batched form
-            scale = v.amax(dim=-1, keepdim=True).clamp_min(torch.finfo(a.dtype).tiny)
-        v = v / scale + torch.finfo(a.dtype).eps
-        bound = ((v.unsqueeze(-2) @ a).squeeze(-2) / v).amax(dim=-1)
+            v = v / norm + torch.finfo(a.dtype).eps
+            v = product(v)
+            norm = v.amax(dim=-1, keepdim=True).clamp_min(torch.finfo(a.dtype).tiny)
+        v = v / norm + torch.finfo(a.dtype).eps
+        bound = (product(v) / v).amax(dim=-1)
     return bound * (1 + rounding_margin)

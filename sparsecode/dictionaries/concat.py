@@ -174,9 +174,8 @@ class ConcatDictionary(Dictionary):
             # and D = diag(‖w_k‖)⁻¹ read off diag(WᵀW), PᵀP = D WᵀW D; P is formed only if its weight is read
             raw_gram = _block_gram(raw, batch)
             scale = raw_gram.diagonal(dim1=-2, dim2=-1).clamp_min(_EPS * _EPS).rsqrt()
-            gram = raw_gram * scale.unsqueeze(-1) * scale.unsqueeze(-2)
             weight = torch.cat([w.expand(batch + tuple(w.shape[-2:])) for w in raw], dim=-1)
-            return DenseOperator(weight, gram_matrix=gram, column_scale=scale, **options)
+            return DenseOperator(weight, raw_gram=raw_gram, column_scale=scale, **options)
         # normalising the concatenation over the signal dimension is normalising every part's atoms: each part is
         # normalised at its own (possibly smaller, e.g. static) batch shape before it is broadcast
         parts = [l2_normalize(w, dim=-2) for w in raw] if self.normalize_atoms else raw

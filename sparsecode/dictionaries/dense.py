@@ -48,6 +48,39 @@ def gram_of(w: torch.Tensor) -> torch.Tensor:
     return w.transpose(-1, -2) @ w
 
 
+class _ScaledStepMatrix(torch.autograd.Function):
+    r"""The gradient-step matrix :math:`M = I - D R D / L` of :math:`P = W D` from the raw Gram matrix
+    :math:`R = W^\top W` and the column scale :math:`D = \operatorname{diag}(s)`, with :math:`t = s/\sqrt L`:
+    :math:`M_{ij} = \delta_{ij} - R_{ij} t_i t_j`. ``L`` is a constant (step sizes are detached).
+
+    One full-size pass forward (the scaled Gram :math:`DRD` is never formed) and, backward,
+    :math:`\partial R = -\partial M \odot t t^\top` and
+    :math:`\partial t = -(E + E^\top) t` with :math:`E = \partial M \odot R`; autograd through the scaling, the
+    division and the subtraction takes about three times as many full-size passes and temporaries."""
+
+    @staticmethod
+    def forward(ctx, raw: torch.Tensor, scale: torch.Tensor, inv_sqrt_L: torch.Tensor) -> torch.Tensor:
+        t = scale * inv_sqrt_L
+        ctx.save_for_backward(raw, t, inv_sqrt_L)
+        m = raw * t.neg().unsqueeze(-1)
+        m.mul_(t.unsqueeze(-2))
+        m.diagonal(dim1=-2, dim2=-1).add_(1)
+        return m
+
+    @staticmethod
+    def backward(ctx, grad: torch.Tensor):
+        raw, t, inv_sqrt_L = ctx.saved_tensors
+        grad_raw = grad_scale = None
+        if ctx.needs_input_grad[0]:
+            grad_raw = grad * t.neg().unsqueeze(-1) * t.unsqueeze(-2)
+        if ctx.needs_input_grad[1]:
+            e = grad * raw
+            tv = t.unsqueeze(-2)
+            grad_t = (tv @ e).squeeze(-2) + (tv @ e.transpose(-1, -2)).squeeze(-2)
+            grad_scale = grad_t.neg() * inv_sqrt_L
+        return grad_raw, grad_scale, None
+
+
 class DenseOperator:
     r"""The operator :math:`u \mapsto P u` for a matrix (or a batch of matrices) ``weight``.
 
@@ -61,6 +94,10 @@ class DenseOperator:
         column_scale: ``(*batch, n_atoms)``: the operator is then :math:`P = W \operatorname{diag}(s)` for
             ``weight`` :math:`W`; products go through :math:`W` and a scaling of the (small) codes, and the scaled
             matrix is formed only when ``weight`` is read (e.g. atoms normalised through the Gram diagonal).
+        raw_gram: with ``column_scale``, :math:`R = W^\top W` of the unscaled ``weight`` when the caller has it (it
+            needed its diagonal for the scale): :math:`G = D R D` is then formed only if asked for, the gradient
+            step's matrix :math:`I - DRD/L` is built from :math:`R` in one pass, and the ``"perron"`` and
+            ``"row_sum"`` bounds are computed through :math:`D` (``gram_matrix`` and ``raw_gram`` are exclusive).
         lipschitz: ``"power"``, ``"exact"`` (batched SVD), ``"row_sum"`` (:math:`\max_i \sum_j |G_{ij}|`, a cheap
             upper bound), ``"perron"`` (a guaranteed upper bound, tight for entrywise non-negative Gram matrices:
             :func:`~sparsecode.lipschitz.perron_bound`) or a positive number.
@@ -80,6 +117,7 @@ class DenseOperator:
         power_iterations: int = 30,
         gram_matrix: torch.Tensor | None = None,
         column_scale: torch.Tensor | None = None,
+        raw_gram: torch.Tensor | None = None,
     ) -> None:
         if weight.ndim < 2:
             raise ValueError(f"weight must have shape (*batch, n_features, n_atoms), got {tuple(weight.shape)}")
@@ -96,7 +134,13 @@ class DenseOperator:
         expected = self.batch_shape + (self.n_atoms, self.n_atoms)
         if gram_matrix is not None and tuple(gram_matrix.shape) != expected:
             raise ValueError(f"gram_matrix must have shape {expected}, got {tuple(gram_matrix.shape)}")
-        self._use_gram = precompute_gram or gram_matrix is not None
+        if raw_gram is not None:
+            if column_scale is None or gram_matrix is not None:
+                raise ValueError("raw_gram needs column_scale and excludes gram_matrix")
+            if tuple(raw_gram.shape) != expected:
+                raise ValueError(f"raw_gram must have shape {expected}, got {tuple(raw_gram.shape)}")
+        self._raw_gram = raw_gram
+        self._use_gram = precompute_gram or gram_matrix is not None or raw_gram is not None
         # the cached Gram matrix and whether autograd was recording when it was built
         self._gram_cache: torch.Tensor | None = gram_matrix
         self._gram_cache_grad = gram_matrix is not None and gram_matrix.requires_grad
@@ -142,7 +186,7 @@ class DenseOperator:
         wants_graph = torch.is_grad_enabled() and (self._base.requires_grad
                                                    or (scale is not None and scale.requires_grad))
         if cache is None or (wants_graph and not self._gram_cache_grad and not cache.requires_grad):
-            cache = gram_of(self._base)
+            cache = self._raw_gram if self._raw_gram is not None else gram_of(self._base)
             if scale is not None:
                 cache = cache * scale.unsqueeze(-1) * scale.unsqueeze(-2)
             self._gram_cache, self._gram_cache_grad = cache, wants_graph
@@ -187,7 +231,9 @@ class DenseOperator:
             b: :math:`P^\top x`, the shape of ``u``.
             L: the step-size constant, a tensor broadcastable against ``u``.
         """
-        g = self._gram_matrix
+        # the raw Gram matrix (with the column scale) when there is one: M is then built without forming G
+        raw = self._raw_gram
+        g = raw if raw is not None else self._gram_matrix
         single = (g is not None and g.ndim == 2 and L.numel() == 1 and u.ndim == 2)
         # stacked codes (*batch, S, m) of a batch of matrices and one L per matrix (or a scalar L)
         batched = (g is not None and self.stacked and g.ndim >= 3 and u.ndim == g.ndim
@@ -196,10 +242,17 @@ class DenseOperator:
         if not (single or batched) or u.shape != b.shape or not u.dtype == g.dtype == b.dtype:
             return u - (self.gram(u) - b) / L
         # constants built without a graph (e.g. the no-grad part of a truncated solve) are rebuilt once grad is on
-        stale = (torch.is_grad_enabled() and g.requires_grad and self._step_matrix is not None
+        scale = self._column_scale
+        g_grad = g.requires_grad or (raw is not None and scale.requires_grad)
+        stale = (torch.is_grad_enabled() and g_grad and self._step_matrix is not None
                  and not self._step_matrix.requires_grad)
         if self._step_matrix_key is not L or stale:
-            self._step_matrix = torch.eye(g.shape[-1], dtype=g.dtype, device=g.device) - g / L.to(g.dtype)
+            if raw is not None:
+                inv_sqrt = L.detach().to(g.dtype).rsqrt()
+                inv_sqrt = inv_sqrt.reshape(()) if L.numel() == 1 else inv_sqrt.reshape(g.shape[:-2] + (1,))
+                self._step_matrix = _ScaledStepMatrix.apply(raw, scale.to(g.dtype), inv_sqrt)
+            else:
+                self._step_matrix = torch.eye(g.shape[-1], dtype=g.dtype, device=g.device) - g / L.to(g.dtype)
             self._step_matrix_key = L
         key = self._step_offset_key
         stale = (torch.is_grad_enabled() and b.requires_grad and self._step_offset is not None
@@ -317,13 +370,21 @@ class DenseOperator:
             w = self.weight.detach()
             top = torch.linalg.matrix_norm(w.float() if w.dtype in (torch.float16, torch.bfloat16) else w, ord=2)
             return self._broadcast(top.to(w.dtype) ** 2 * (1 + 1e-6))
+        # with a raw Gram matrix R and G = DRD not formed yet, both bounds go through D (|DRD| = D|R|D)
+        raw, scale = self._raw_gram, self._column_scale
+        through_scale = raw is not None and self._gram_cache is None
         if mode == "row_sum":
+            if through_scale:
+                s = scale.detach()
+                row_sums = ((s.unsqueeze(-2) @ raw.detach().abs()).squeeze(-2) * s)
+                return self._broadcast(row_sums.amax(dim=-1))
             g = self.gram_matrix().detach()
             return self._broadcast(g.abs().sum(dim=-1).amax(dim=-1))
         if mode == "perron":
-            g = self.gram_matrix().detach()
+            g = (raw if through_scale else self.gram_matrix()).detach()
             dtype = g.dtype if g.dtype in (torch.float32, torch.float64) else torch.float32
-            return self._broadcast(perron_bound(g.to(dtype)).to(g.dtype))
+            s = scale.to(dtype) if through_scale else None
+            return self._broadcast(perron_bound(g.to(dtype), scale=s).to(g.dtype))
         if mode != "power":
             raise ValueError(f"lipschitz must be 'power', 'exact', 'row_sum', 'perron' or a positive number, "
                              f"got {mode!r}")

@@ -156,8 +156,7 @@ class PerformerDictionary(Dictionary):
         # diag(ΦᵀΦ), and PᵀP = D ΦᵀΦ D; P itself is formed only if someone reads the operator's weight
         raw_gram = gram_of(phi)
         scale = raw_gram.diagonal(dim1=-2, dim2=-1).clamp_min(_EPS * _EPS).rsqrt()
-        gram = raw_gram * scale.unsqueeze(-1) * scale.unsqueeze(-2)
-        return DenseOperator(phi, gram_matrix=gram, column_scale=scale, **options)
+        return DenseOperator(phi, raw_gram=raw_gram, column_scale=scale, **options)
 
     def _unbound(self) -> ValueError:
         return ValueError("PerformerDictionary is dynamic: call bind(X) and use the returned operator")

@@ -87,3 +87,20 @@ def test_perron_bound_handles_zero_and_reducible_matrices():
     block = torch.block_diag(torch.full((2, 2), 3.0), torch.full((3, 3), 1.0))  # eigenvalues 6 and 3
     bound = perron_bound(block.double())
     assert 6.0 <= bound.item() <= 6.0 * (1 + 1e-4)
+
+
+@given(seed=st.integers(0, 10_000), m=st.integers(1, 12), batch=st.integers(1, 4), positive=st.booleans(),
+       scale=st.sampled_from([1e-3, 1.0, 1e3]))
+def test_perron_bound_through_a_diagonal_scale_is_the_bound_of_the_scaled_matrix(seed, m, batch, positive, scale):
+    # |DGD| = D|G|D: the scaled products give the bound of DGD itself, and it never underestimates ||DGD||_2
+    g = torch.Generator().manual_seed(seed)
+    W = torch.randn(batch, 2 * m, m, generator=g, dtype=torch.float64) * scale
+    if positive:
+        W = W.abs()
+    G = W.transpose(-1, -2) @ W
+    s = torch.rand(batch, m, generator=g, dtype=torch.float64) + 0.1
+    scaled = G * s.unsqueeze(-1) * s.unsqueeze(-2)
+    bound = perron_bound(G, scale=s)
+    torch.testing.assert_close(bound, perron_bound(scaled), rtol=1e-9, atol=0)
+    assert (bound >= torch.linalg.eigvalsh(scaled)[..., -1] * (1 - 1e-12)).all()
+    assert not torch.allclose(perron_bound(G), bound, atol=0)  # the scale is not ignored
