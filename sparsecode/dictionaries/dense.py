@@ -286,6 +286,11 @@ class DenseOperator:
             self._eigh_vt = self._eigh_cache[1].transpose(-1, -2).contiguous()
         return self._eigh_cache
 
+    def mean_gram_eigenvalue(self) -> torch.Tensor:
+        r""":math:`\operatorname{tr}(P^\top P)/m` per matrix (the mean squared atom norm), with its graph, broadcastable
+        against codes (like :meth:`lipschitz`)."""
+        return self._broadcast(self.gram_matrix().diagonal(dim1=-2, dim2=-1).mean(dim=-1))
+
     def gram_row_norm(self) -> torch.Tensor:
         r""":math:`c = \max_i \|G_{i,:}\|_2` per matrix, detached, broadcastable against codes (like
         :meth:`lipschitz`): the bound :math:`\|G d\|_\infty \le c\,\|d\|_2`, with :math:`c \le \|G\|_2` and, for

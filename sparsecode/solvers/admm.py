@@ -26,7 +26,13 @@ relative residuals :math:`r = \|u - z^+\|_2 / \max(\|u\|_2, \|z^+\|_2)` (primal)
 :math:`s = \|z^+ - z\|_2 / \|w^+\|_2` (dual, :math:`\rho` cancels), and :math:`Z` is multiplied by :math:`f` (:math:`z` and the
 unscaled dual :math:`W` are unchanged): the residual balancing of OSQP (Stellato et al., 2020), per sample. It
 drives :math:`\rho_i` towards the curvature of the objective on the sample's support, which depends on :math:`\lambda`
-and on the signal; the starting value ``rho`` (a multiple of :math:`L`) then matters little. A non-convex threshold
+and on the signal; the start then matters less. It is ``rho`` times the mean eigenvalue
+:math:`\operatorname{tr}(P^\top P)/m` of the Gram matrix (the mean squared atom norm: 1 for unit-norm atoms), which
+follows the scale of the problem; an :math:`L`-relative start is far above the curvature on a sparse support when the
+dictionary is coherent (:math:`L` large). On the solver benchmark's batches of 256, 0.5·tr/m took 56 iterations to
+1e-6 where 0.1·L took 68 on learned image patches at :math:`0.5\lambda_{\max}`, and as many or fewer everywhere else.
+It is computed with the Gram matrix's graph, so unrolled derivatives include its dependence on the dictionary.
+A non-convex threshold
 (hard, smoothed) keeps ``rho`` fixed: there ADMM finds a stationary point at best, and shrinking :math:`\rho` can make
 it diverge.
 
@@ -70,21 +76,22 @@ class ADMM(Solver):
     Args:
         max_iter: the largest number of iterations (the exact number when ``tol`` is ``None``).
         tol: per-sample stopping tolerance (see :class:`~sparsecode.solvers.base.Solver`) on the KKT bound above.
-        rho: the starting penalty :math:`\rho`, as a multiple of :math:`L`.
+        rho: the starting penalty :math:`\rho`, as a multiple of the mean eigenvalue :math:`\operatorname{tr}(P^\top P)/m`.
         relaxation: :math:`\alpha \in (0, 2)`; 1 is plain ADMM, 1.5–1.8 is usually fastest.
         adaptive: balance the residuals by rescaling each sample's :math:`\rho` (see the module docstring).
         adapt_every: iterations between two adaptations.
-        **kwargs: ``step`` (fixes :math:`L`, so the starting :math:`\rho`), ``init`` and ``check_every``, see
+        **kwargs: ``step``, ``init`` and ``check_every``, see
             :class:`~sparsecode.solvers.base.Solver`.
     """
 
     _rows_independent = True
 
-    def __init__(self, max_iter: int = 100, tol: float | None = None, *, rho: float = 0.1, relaxation: float = 1.8,
+    def __init__(self, max_iter: int = 100, tol: float | None = None, *, rho: float = 0.5, relaxation: float = 1.8,
                  adaptive: bool = True, adapt_every: int = 10, **kwargs) -> None:
         super().__init__(max_iter, tol, **kwargs)
         if isinstance(rho, bool) or not isinstance(rho, (int, float)) or not rho > 0:
-            raise ValueError(f"rho must be a positive number (a multiple of L), got {rho!r}")
+            raise ValueError(f"rho must be a positive number (a multiple of the mean eigenvalue tr(P^T P)/m), "
+                             f"got {rho!r}")
         if isinstance(relaxation, bool) or not isinstance(relaxation, (int, float)) or not 0 < relaxation < 2:
             raise ValueError(f"relaxation must be a number in (0, 2), got {relaxation!r}")
         if not isinstance(adaptive, bool):
@@ -98,7 +105,7 @@ class ADMM(Solver):
                             f"{type(op).__name__}; use FISTA for convolutional, FFT and DCT dictionaries")
         dtype = u0.dtype if u0.is_floating_point() else torch.float32
         rho = torch.full((u0.shape[0],) + (1,) * (u0.ndim - 1), self.rho, dtype=dtype, device=u0.device)
-        rho = rho * L.to(dtype)
+        rho = rho * op.mean_gram_eigenvalue().to(dtype)
         iteration = torch.zeros(u0.shape[0], dtype=torch.long, device=u0.device)
         # the state is kept multiplied by rho: Z = rho z and W = rho w (the unscaled dual), so that the u-step's
         # right-hand side is b + Z - W and a homogeneous threshold needs no per-sample step

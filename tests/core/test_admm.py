@@ -259,3 +259,16 @@ def test_gram_row_norm_bounds_the_sup_norm_of_gram_products(seed, n, m, stacked)
     rows = torch.linalg.vector_norm(G, dim=-1)
     torch.testing.assert_close(c.flatten(), rows.amax(dim=-1))
     assert bool((rows.amax(dim=-1) <= torch.linalg.matrix_norm(G, ord=2) * (1 + 1e-12)).all())
+
+
+def test_the_starting_penalty_follows_the_mean_squared_atom_norm():
+    # rho_0 = rho * tr(P^T P) / m: scaling the dictionary by c scales it by c^2, whatever L
+    op, x, P = _problem(6)
+    threshold = SoftThreshold(0.1)
+    for c in (1.0, 3.0):
+        scaled = DenseOperator(c * P)
+        b = scaled.encode(x)
+        L = ADMM().lipschitz(scaled, x)
+        state = ADMM(rho=0.25).init_state(scaled, x, b, threshold, L, torch.zeros_like(b))
+        expected = 0.25 * (c * P).square().sum(dim=0).mean()
+        torch.testing.assert_close(state["rho"].flatten(), expected.expand(x.shape[0]))
