@@ -7,8 +7,10 @@ Binding (``bind(context)``: every dynamic part receives ``context``, every stati
 
 * when every part binds to a :class:`~sparsecode.dictionaries.dense.DenseOperator`, the result is ONE dense operator
   whose weight is the concatenation of the parts' weights on the atom axis (batch dimensions broadcast; stacked when
-  any part is), so the Gram matrix is a single matmul. ``normalize_atoms=True`` then L2-normalises every
-  concatenated atom over the signal dimension — what the released VARS-SD does with :math:`[\Phi(X), K]`;
+  any part is). It is given as blocks: products go part by part (a static part is applied once to the rows of the
+  whole batch, never copied per image) and the concatenation is formed only if its weight is read; the Gram matrix
+  is assembled from the blocks. ``normalize_atoms=True`` then L2-normalises every concatenated atom over the signal
+  dimension — what the released VARS-SD does with :math:`[\Phi(X), K]`;
 * otherwise a :class:`ConcatOperator`: the code is the parts' codes concatenated along ``atom_dim`` (the parts'
   codes must agree on every other dimension, e.g. convolutional codes ``(B, atoms, *spatial)`` with ``atom_dim=1``),
   and the step size is the sum of the parts' bounds.
@@ -174,14 +176,12 @@ class ConcatDictionary(Dictionary):
             # and D = diag(‖w_k‖)⁻¹ read off diag(WᵀW), PᵀP = D WᵀW D; P is formed only if its weight is read
             raw_gram = _block_gram(raw, batch)
             scale = raw_gram.diagonal(dim1=-2, dim2=-1).clamp_min(_EPS * _EPS).rsqrt()
-            weight = torch.cat([w.expand(batch + tuple(w.shape[-2:])) for w in raw], dim=-1)
-            return DenseOperator(weight, raw_gram=raw_gram, column_scale=scale, **options)
+            return DenseOperator(blocks=raw, raw_gram=raw_gram, column_scale=scale, **options)
         # normalising the concatenation over the signal dimension is normalising every part's atoms: each part is
         # normalised at its own (possibly smaller, e.g. static) batch shape before it is broadcast
         parts = [l2_normalize(w, dim=-2) for w in raw] if self.normalize_atoms else raw
-        weight = torch.cat([w.expand(batch + tuple(w.shape[-2:])) for w in parts], dim=-1)
         gram = _block_gram(parts, batch) if wants_gram else None
-        return DenseOperator(weight, gram_matrix=gram, **options)
+        return DenseOperator(blocks=parts, gram_matrix=gram, **options)
 
     # the unbound dictionary acts through its bound form (static parts only)
     def decode(self, u: torch.Tensor) -> torch.Tensor:

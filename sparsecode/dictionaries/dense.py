@@ -13,6 +13,8 @@ Two signal layouts are supported:
 """
 from __future__ import annotations
 
+from typing import Sequence
+
 import torch
 
 from .._validation import check_trailing_shape
@@ -81,11 +83,31 @@ class _ScaledStepMatrix(torch.autograd.Function):
         return grad_raw, grad_scale, None
 
 
+def _fold_matmul(v: torch.Tensor, mat: torch.Tensor) -> torch.Tensor:
+    r""":math:`v\,M` for stacked rows ``v`` ``(*lead, *batch_k, S, c)`` and matrices ``mat`` ``(*batch_k, c, d)`` shared
+    across the leading dimensions: the leading dimensions are folded into the rows, so ``mat`` is not copied once
+    per leading index (as broadcasting matmul does) and its gradient is one product instead of a product per leading
+    index and a sum."""
+    k = mat.ndim - 2
+    lead = tuple(v.shape[:v.ndim - 2 - k])
+    if not lead:
+        return v @ mat
+    moved = tuple(range(k, k + len(lead)))
+    rows = v.movedim(tuple(range(len(lead))), moved).reshape(tuple(mat.shape[:-2]) + (-1, v.shape[-1])) @ mat
+    out = rows.reshape(tuple(mat.shape[:-2]) + lead + (v.shape[-2], mat.shape[-1]))
+    return out.movedim(moved, tuple(range(len(lead))))
+
+
 class DenseOperator:
     r"""The operator :math:`u \mapsto P u` for a matrix (or a batch of matrices) ``weight``.
 
     Args:
         weight: ``(*batch, n_features, n_atoms)``.
+        blocks: instead of ``weight``, its column blocks :math:`[W_1, \dots, W_k]` ``(*batch_i, n_features, m_i)``
+            whose batch shapes broadcast (e.g. per-image random features beside per-head static atoms). Stacked
+            products then go block by block — a block shared across leading batch dimensions is applied once to
+            all their rows, and is never copied per batch entry — and the concatenated matrix is formed only if
+            ``weight`` is read.
         stacked: signal layout (see the module docstring).
         precompute_gram: cache :math:`G = P^\top P` (``None``: when ``n_atoms <= 2 * n_features`` or stacked); the
             cached matrix is computed on first use, so an operator whose Gram is never needed never pays for it.
@@ -108,8 +130,9 @@ class DenseOperator:
 
     def __init__(
         self,
-        weight: torch.Tensor,
+        weight: torch.Tensor | None = None,
         *,
+        blocks: Sequence[torch.Tensor] | None = None,
         stacked: bool = False,
         precompute_gram: bool | None = None,
         lipschitz: str | float = "power",
@@ -119,16 +142,16 @@ class DenseOperator:
         column_scale: torch.Tensor | None = None,
         raw_gram: torch.Tensor | None = None,
     ) -> None:
-        if weight.ndim < 2:
-            raise ValueError(f"weight must have shape (*batch, n_features, n_atoms), got {tuple(weight.shape)}")
-        if column_scale is not None and tuple(column_scale.shape) != tuple(weight.shape[:-2]) + (weight.shape[-1],):
-            raise ValueError(f"column_scale must have shape {tuple(weight.shape[:-2]) + (weight.shape[-1],)}, "
+        shape = self._weight_shape(weight, blocks)
+        if column_scale is not None and tuple(column_scale.shape) != shape[:-2] + (shape[-1],):
+            raise ValueError(f"column_scale must have shape {shape[:-2] + (shape[-1],)}, "
                              f"got {tuple(column_scale.shape)}")
-        self._base, self._column_scale = weight, column_scale
+        self._blocks = None if blocks is None else tuple(blocks)
+        self._base_tensor, self._column_scale = weight, column_scale
         self._weight_cache: torch.Tensor | None = None
         self.stacked = stacked
-        self.n_features, self.n_atoms = int(weight.shape[-2]), int(weight.shape[-1])
-        self.batch_shape = tuple(weight.shape[:-2])
+        self.n_features, self.n_atoms = shape[-2], shape[-1]
+        self.batch_shape = shape[:-2]
         if precompute_gram is None:
             precompute_gram = stacked or self.n_atoms <= 2 * self.n_features
         expected = self.batch_shape + (self.n_atoms, self.n_atoms)
@@ -157,6 +180,46 @@ class DenseOperator:
         self._eigh_vt: torch.Tensor | None = None
         self._row_norm_cache: torch.Tensor | None = None
 
+    @staticmethod
+    def _weight_shape(weight: torch.Tensor | None, blocks) -> tuple[int, ...]:
+        """The shape ``(*batch, n, m)`` of the operator's matrix, given whole or as column blocks (validated)."""
+        if (weight is None) == (blocks is None):
+            raise TypeError("DenseOperator needs exactly one of weight and blocks")
+        if weight is not None:
+            if weight.ndim < 2:
+                raise ValueError(f"weight must have shape (*batch, n_features, n_atoms), got {tuple(weight.shape)}")
+            return tuple(int(d) for d in weight.shape)
+        blocks = tuple(blocks)
+        if not blocks or not all(isinstance(b, torch.Tensor) and b.ndim >= 2 for b in blocks):
+            raise ValueError("blocks must be a non-empty sequence of tensors of shape (*batch_i, n_features, m_i)")
+        if len({int(b.shape[-2]) for b in blocks}) != 1:
+            raise ValueError(f"blocks must share n_features (dim -2), got {[tuple(b.shape) for b in blocks]}")
+        try:
+            batch = torch.broadcast_shapes(*(b.shape[:-2] for b in blocks))
+        except RuntimeError as err:
+            raise ValueError(f"the blocks' batch shapes do not broadcast: {[tuple(b.shape) for b in blocks]}") from err
+        return tuple(batch) + (int(blocks[0].shape[-2]), sum(int(b.shape[-1]) for b in blocks))
+
+    @property
+    def _base(self) -> torch.Tensor:
+        """The unscaled matrix :math:`W` (given blocks: their concatenation, formed on first use)."""
+        cache = self._base_tensor
+        if self._blocks is not None and (cache is None or (torch.is_grad_enabled() and self._base_requires_grad()
+                                                           and not cache.requires_grad)):
+            cache = torch.cat([b.expand(self.batch_shape + tuple(b.shape[-2:])) for b in self._blocks], dim=-1)
+            self._base_tensor = cache
+        return cache
+
+    def _base_requires_grad(self) -> bool:
+        if self._blocks is not None:
+            return any(b.requires_grad for b in self._blocks)
+        return self._base_tensor.requires_grad
+
+    @property
+    def _reference(self) -> torch.Tensor:
+        """A tensor with the operator's dtype and device (without forming a concatenation)."""
+        return self._blocks[0] if self._blocks is not None else self._base_tensor
+
     @property
     def weight(self) -> torch.Tensor:
         """The matrix :math:`P`, ``(*batch, n_features, n_atoms)`` (with a column scale: formed on first read)."""
@@ -164,7 +227,7 @@ class DenseOperator:
             return self._base
         cache = self._weight_cache
         if cache is None or (torch.is_grad_enabled() and not cache.requires_grad
-                             and (self._base.requires_grad or self._column_scale.requires_grad)):
+                             and (self._base_requires_grad() or self._column_scale.requires_grad)):
             cache = self._base * self._column_scale.unsqueeze(-2)
             self._weight_cache = cache
         return cache
@@ -183,7 +246,7 @@ class DenseOperator:
             return None
         cache = self._gram_cache
         scale = self._column_scale
-        wants_graph = torch.is_grad_enabled() and (self._base.requires_grad
+        wants_graph = torch.is_grad_enabled() and (self._base_requires_grad()
                                                    or (scale is not None and scale.requires_grad))
         if cache is None or (wants_graph and not self._gram_cache_grad and not cache.requires_grad):
             cache = self._raw_gram if self._raw_gram is not None else gram_of(self._base)
@@ -199,10 +262,22 @@ class DenseOperator:
         return (v.unsqueeze(-2) @ mat).squeeze(-2)
 
     def decode(self, u: torch.Tensor) -> torch.Tensor:
-        return self._apply(self._base.transpose(-1, -2), self._scale_codes(u))
+        u = self._scale_codes(u)
+        if self._blocks is None or not self.stacked:
+            return self._apply(self._base.transpose(-1, -2), u)
+        parts = u.split([int(b.shape[-1]) for b in self._blocks], dim=-1)
+        out = None
+        for block, part in zip(self._blocks, parts):
+            z = _fold_matmul(part, block.transpose(-1, -2))
+            out = z if out is None else out + z
+        return out
 
     def encode(self, x: torch.Tensor) -> torch.Tensor:
-        return self._scale_codes(self._apply(self._base, x))
+        if self._blocks is None or not self.stacked:
+            return self._scale_codes(self._apply(self._base, x))
+        parts = [_fold_matmul(x, block) for block in self._blocks]
+        lead = torch.broadcast_shapes(*(p.shape[:-1] for p in parts))  # a signal may broadcast against the batch
+        return self._scale_codes(torch.cat([p.expand(lead + p.shape[-1:]) for p in parts], dim=-1))
 
     def gram(self, u: torch.Tensor) -> torch.Tensor:
         if self._gram_matrix is not None:
@@ -368,7 +443,7 @@ class DenseOperator:
     def lipschitz(self) -> torch.Tensor:
         r"""Upper bound on :math:`\|P^\top P\|_2` per matrix, detached, broadcastable against codes."""
         mode = self.lipschitz_mode
-        w = self._base.detach()
+        w = self._reference.detach()
         if not isinstance(mode, str):
             return torch.tensor(float(mode), dtype=w.dtype, device=w.device)
         if mode == "exact":
