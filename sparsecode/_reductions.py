@@ -22,7 +22,7 @@ def per_sample_dot(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
 
 
 def per_sample_norm(t: torch.Tensor) -> torch.Tensor:
-    """:math:`\|t_b\|_2` per sample, ``(B,)``."""
+    """:math:`\\|t_b\\|_2` per sample, ``(B,)``."""
     return torch.linalg.vector_norm(t.flatten(1), dim=1)
 
 
