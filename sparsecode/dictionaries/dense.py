@@ -456,7 +456,7 @@ class DenseOperator:
         if mode == "row_sum":
             if through_scale:
                 s = scale.detach()
-                row_sums = ((s.unsqueeze(-2) @ raw.detach().abs()).squeeze(-2) * s)
+                row_sums = (s.unsqueeze(-2) @ raw.detach().abs()).squeeze(-2) * s
                 return self._broadcast(row_sums.amax(dim=-1))
             g = self.gram_matrix().detach()
             return self._broadcast(g.abs().sum(dim=-1).amax(dim=-1))

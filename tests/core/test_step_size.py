@@ -55,14 +55,22 @@ def test_per_head_lipschitz_broadcasts_against_codes():
 
 
 # --- the Collatz-Wielandt ("perron") bound ------------------------------------------------------------------------
-@given(seed=st.integers(0, 10_000), m=st.integers(1, 12), batch=st.integers(1, 4), positive=st.booleans(),
-       scale=st.sampled_from([1e-3, 1.0, 1e3]))
-def test_perron_bound_never_underestimates(seed, m, batch, positive, scale):
+_GRAMS = dict(seed=st.integers(0, 10_000), m=st.integers(1, 12), batch=st.integers(1, 4), positive=st.booleans(),
+              scale=st.sampled_from([1e-3, 1.0, 1e3]))
+
+
+def _random_gram(seed, m, batch, positive, scale):
+    """A batch of Gram matrices W^T W (W: 2m x m, entrywise non-negative if ``positive``) and the generator."""
     g = torch.Generator().manual_seed(seed)
     W = torch.randn(batch, 2 * m, m, generator=g, dtype=torch.float64) * scale
     if positive:
         W = W.abs()
-    G = W.transpose(-1, -2) @ W
+    return W.transpose(-1, -2) @ W, g
+
+
+@given(**_GRAMS)
+def test_perron_bound_never_underestimates(seed, m, batch, positive, scale):
+    G, _ = _random_gram(seed, m, batch, positive, scale)
     exact = torch.linalg.eigvalsh(G)[..., -1]
     bound = perron_bound(G)
     assert bound.shape == (batch,)
@@ -89,15 +97,10 @@ def test_perron_bound_handles_zero_and_reducible_matrices():
     assert 6.0 <= bound.item() <= 6.0 * (1 + 1e-4)
 
 
-@given(seed=st.integers(0, 10_000), m=st.integers(1, 12), batch=st.integers(1, 4), positive=st.booleans(),
-       scale=st.sampled_from([1e-3, 1.0, 1e3]))
+@given(**_GRAMS)
 def test_perron_bound_through_a_diagonal_scale_is_the_bound_of_the_scaled_matrix(seed, m, batch, positive, scale):
     # |DGD| = D|G|D: the scaled products give the bound of DGD itself, and it never underestimates ||DGD||_2
-    g = torch.Generator().manual_seed(seed)
-    W = torch.randn(batch, 2 * m, m, generator=g, dtype=torch.float64) * scale
-    if positive:
-        W = W.abs()
-    G = W.transpose(-1, -2) @ W
+    G, g = _random_gram(seed, m, batch, positive, scale)
     s = torch.rand(batch, m, generator=g, dtype=torch.float64) + 0.1
     scaled = G * s.unsqueeze(-1) * s.unsqueeze(-2)
     bound = perron_bound(G, scale=s)
