@@ -39,6 +39,12 @@ from .base import Solver, State, _gradient
 __all__ = ["SpaRSA"]
 
 
+def _scalar_precision(*tensors: torch.Tensor) -> tuple[torch.Tensor, ...]:
+    """The tensors in at least float32 (half-precision codes: the squared norms and the ratio <s, s>/<s, y>, and their
+    backward, overflow float16)."""
+    return tuple(t.to(torch.promote_types(t.dtype, torch.float32)) for t in tensors)
+
+
 class SpaRSA(Solver):
     r"""Proximal gradient with per-sample Barzilai–Borwein steps and a non-monotone acceptance test.
 
@@ -65,6 +71,7 @@ class SpaRSA(Solver):
 
     def _objective(self, u: torch.Tensor, g: torch.Tensor, b: torch.Tensor, threshold) -> torch.Tensor:
         # F(u) - |x|^2/2 from the gradient g = P^T P u - b
+        u, g, b = _scalar_precision(u, g, b)
         return 0.5 * (per_sample_dot(u, g) - per_sample_dot(u, b)) + threshold.penalty(u)
 
     def init_state(self, op, x, b, threshold, L, u0) -> State:
@@ -82,12 +89,14 @@ class SpaRSA(Solver):
         u_new = threshold.prox(torch.addcmul(u, alpha, g, value=-1), alpha)
         g_new = _gradient(op, u_new, b)
         s = u_new - u
+        # the per-sample scalars (objective changes, Barzilai-Borwein ratio) in at least float32
+        u_acc, u_new_acc, s_acc, g_acc, g_new_acc = _scalar_precision(u, u_new, s, g, g_new)
         # <s, P^T P s> = <s, g_new - g>, with <s, g> shared by the objective change below
-        gs = per_sample_dot(g, s)
-        ss, sy = per_sample_dot(s, s), per_sample_dot(s, g_new) - gs
+        gs = per_sample_dot(g_acc, s_acc)
+        ss, sy = per_sample_dot(s_acc, s_acc), per_sample_dot(s_acc, g_new_acc) - gs
         # F(u + s) - F(u) = <g, s> + <s, P^T P s>/2 + change of the penalty, from small quantities: a difference
         # of two objective values would drown it in rounding near the minimiser
-        change = gs + 0.5 * sy + threshold.penalty_change(u, u_new)
+        change = gs + 0.5 * sy + threshold.penalty_change(u_acc, u_new_acc)
         current = history[:, -1]
         accept = change <= (history.amax(dim=1) - current) - (0.5 * self.sigma) * ss / step
         # Barzilai-Borwein step from the accepted move (y = P^T P s); 1/L after a rejection
