@@ -101,6 +101,13 @@ class ADMM(Solver):
         check_positive_int(adapt_every, "adapt_every")
         self.rho, self.relaxation, self.adaptive, self.adapt_every = float(rho), float(relaxation), adaptive, adapt_every
 
+    def lipschitz(self, op, x):
+        """:math:`L` as for every solver; for a dense operator the eigendecomposition of :math:`P^\top P` that the
+        u-step needs is built first, so that a ``"power"`` bound is read off its top eigenvalue for free."""
+        if self.step_size is None and isinstance(op, DenseOperator) and op.lipschitz_mode == "power":
+            op.gram_eigh()
+        return super().lipschitz(op, x)
+
     def init_state(self, op, x, b, threshold, L, u0) -> State:
         if not isinstance(op, DenseOperator):
             raise TypeError(f"ADMM needs a dense dictionary (its bound operator a DenseOperator), got "

@@ -1,10 +1,13 @@
 """Step sizes: power iteration never underestimates L, stays close to it, warm-starts; analytic and user values."""
 from __future__ import annotations
 
+import pytest
 import torch
 from hypothesis import given, strategies as st
 
-from sparsecode import DCTDictionary, DenseOperator, FISTA, LinearDictionary, power_iteration
+import sparsecode.dictionaries.dense as dense_module
+from sparsecode import ADMM, DCTDictionary, DenseOperator, FISTA, LinearDictionary, power_iteration
+from sparsecode.dictionaries.dense import EXACT_EIGENVALUE_WORK
 from sparsecode.lipschitz import perron_bound
 
 
@@ -19,16 +22,47 @@ def test_power_iteration_bounds_the_true_lipschitz_constant(seed, n, m, heads):
 
 
 def test_power_iteration_warm_starts_from_the_previous_vector():
-    d = LinearDictionary(20, 30, dtype=torch.float64)
+    # 300 atoms: above EXACT_EIGENVALUE_WORK, so the dictionary runs the Krylov iteration and keeps its vector
+    d = LinearDictionary(20, 300, dtype=torch.float64)
     assert d._power_vector is None
     d.lipschitz()
     v = d._power_vector.clone()
     calls = []
-    L2, v2 = power_iteration(lambda u: (calls.append(1), u @ (d.weight.T @ d.weight).detach())[1], (30,), 1,
+    L2, v2 = power_iteration(lambda u: (calls.append(1), u @ (d.weight.T @ d.weight).detach())[1], (300,), 1,
                              n_iter=3, init=v, dtype=torch.float64)
     true = torch.linalg.matrix_norm(d.weight.detach(), ord=2) ** 2
     assert abs(L2.item() / true.item() - 1) < 0.01  # 3 warm Krylov steps suffice
     assert len(calls) == 3
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
+# (matrices × m³ against EXACT_EIGENVALUE_WORK = 256³: one 200², four 64², one 300², twenty 100²)
+@pytest.mark.parametrize("n,m,heads,small", [(40, 200, None, True), (16, 64, 4, True), (30, 300, None, False),
+                                             (8, 100, 20, False)])
+def test_power_mode_is_exact_for_small_grams_and_krylov_above(n, m, heads, small, dtype, monkeypatch):
+    g = torch.Generator().manual_seed(m)
+    d = LinearDictionary(n, m, n_heads=heads, generator=g, dtype=dtype)
+    w = d.weight.detach().double()
+    true = torch.linalg.matrix_norm(w, ord=2) ** 2
+    assert small == ((heads or 1) * m ** 3 <= EXACT_EIGENVALUE_WORK)
+    calls = []
+    original = dense_module.power_iteration
+    monkeypatch.setattr(dense_module, "power_iteration", lambda *a, **k: (calls.append(1), original(*a, **k))[1])
+    L = d.lipschitz().reshape(-1).double()
+    assert bool(calls) != small
+    # never below the top eigenvalue; exact up to the eigensolver's rounding bound (1 + m eps), or within the Krylov
+    # margin above it
+    eps = torch.finfo(dtype).eps
+    assert torch.all(L >= true.reshape(-1) * (1 - 4 * eps))
+    assert torch.all(L <= true.reshape(-1) * ((1 + 2 * m * eps) if small else 1.01))
+
+
+def test_admm_reads_its_step_bound_off_its_own_eigendecomposition(monkeypatch):
+    op = LinearDictionary(30, 300, generator=torch.Generator().manual_seed(0), dtype=torch.float64).bind()
+    monkeypatch.setattr(dense_module, "power_iteration", lambda *a, **k: pytest.fail("Krylov iteration run"))
+    L = ADMM().lipschitz(op, torch.zeros(1, 30, dtype=torch.float64))
+    top = op.gram_eigh()[0][-1]
+    assert torch.allclose(L, top * (1 + 300 * torch.finfo(torch.float64).eps), rtol=0, atol=0)
 
 
 def test_exact_row_sum_and_user_values():
