@@ -117,4 +117,4 @@ def test_every_solver_runs_a_half_precision_layer(solver_name, solver, dtype):
     assert layer.dictionary.weight.grad is not None and bool(torch.isfinite(layer.dictionary.weight.grad).all())
     reference = SparseReconstruction(LinearDictionary(weight=layer.dictionary.weight.detach().double()),
                                      solver=solver(), threshold=SoftThreshold(0.1))(x.double())
-    assert float((out.double() - reference).abs().max()) < 0.1 * float(reference.abs().max())
+    assert float((out.detach().double() - reference.detach()).abs().max()) < 0.1 * float(reference.detach().abs().max())
