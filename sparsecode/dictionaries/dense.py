@@ -125,10 +125,11 @@ class DenseOperator:
             needed its diagonal for the scale): :math:`G = D R D` is then formed only if asked for, the gradient
             step's matrix :math:`I - DRD/L` is built from :math:`R` in one pass, and the ``"perron"`` and
             ``"row_sum"`` bounds are computed through :math:`D` (``gram_matrix`` and ``raw_gram`` are exclusive).
-        lipschitz: ``"power"`` (the top eigenvalue of :math:`G`: from ``eigvalsh`` for small matrices, see
-            :data:`EXACT_EIGENVALUE_WORK`, else a Lanczos power iteration), ``"exact"`` (batched SVD), ``"row_sum"`` (:math:`\max_i \sum_j |G_{ij}|`, a cheap
-            upper bound), ``"perron"`` (a guaranteed upper bound, tight for entrywise non-negative Gram matrices:
-            :func:`~sparsecode.lipschitz.perron_bound`) or a positive number.
+        lipschitz: ``"power"`` (the top eigenvalue of :math:`G`: from ``eigvalsh`` for small matrices on the CPU,
+            see :data:`EXACT_EIGENVALUE_WORK`, else a Lanczos power iteration), ``"exact"`` (batched SVD),
+            ``"row_sum"`` (:math:`\max_i \sum_j |G_{ij}|`, a cheap upper bound), ``"perron"`` (a guaranteed upper
+            bound, tight for entrywise non-negative Gram matrices: :func:`~sparsecode.lipschitz.perron_bound`) or a
+            positive number.
         warm_start: an object whose ``_power_vector`` attribute holds the previous power-iteration vector (read
             for the start, written back after): the owning dictionary, so warm starts persist across calls.
         power_iterations: number of power iterations (a third of it, at least 5, when warm-started).

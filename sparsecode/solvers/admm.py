@@ -102,7 +102,7 @@ class ADMM(Solver):
         self.rho, self.relaxation, self.adaptive, self.adapt_every = float(rho), float(relaxation), adaptive, adapt_every
 
     def lipschitz(self, op, x):
-        """:math:`L` as for every solver; for a dense operator the eigendecomposition of :math:`P^\top P` that the
+        r""":math:`L` as for every solver; for a dense operator the eigendecomposition of :math:`P^\top P` that the
         u-step needs is built first, so that a ``"power"`` bound is read off its top eigenvalue for free."""
         if self.step_size is None and isinstance(op, DenseOperator) and op.lipschitz_mode == "power":
             op.gram_eigh()
