@@ -20,6 +20,16 @@ product with :math:`P^\top P` — and each sample keeps its own :math:`\rho_i`, 
 each other. The solve is exact, so ADMM takes no step bounded by :math:`1/L`, and it converges in far fewer
 iterations than proximal-gradient methods on coherent dictionaries.
 
+**Start.** :math:`Z_0 = \rho u_0` and the dual :math:`W_0 = s - \operatorname{prox}_{\lambda R}(s)` with
+:math:`s = Z_0 - \nabla f(u_0)` (:math:`-\nabla f(0) = P^\top x` for the zero start; the scaled prox for a
+non-homogeneous penalty): at a minimiser :math:`u^\star` the dual is :math:`W^\star = -\nabla f(u^\star) \in
+\lambda\partial R(u^\star)` and this formula returns it, so an optimal start is a fixed point — a signal with
+:math:`\|P^\top x\|_\infty \le \lambda` keeps the code 0 exactly, as it does under proximal gradient, instead of
+leaving it and coming back. For the :math:`\ell_1` penalty and the zero start, :math:`W_0` is :math:`P^\top x` clipped
+to :math:`[-\lambda, \lambda]`. Against :math:`W_0 = 0`, iterations to 1e-6 on the solver benchmark (batch 256, float64):
+65 → 47 on learned image patches at :math:`0.5\lambda_{\max}`, 20 → 16 on the correlated Gaussian design there, 0–2
+fewer elsewhere. A non-convex penalty starts from :math:`W_0 = 0`.
+
 **Penalty adaptation** (``adaptive=True``): every ``adapt_every`` iterations each sample's :math:`\rho_i` is scaled by
 :math:`f = \sqrt{r/s}` (clipped to :math:`[1/10, 10]`, skipped when :math:`1/2 < f < 2` or :math:`z^+ = 0`), with the
 relative residuals :math:`r = \|u - z^+\|_2 / \max(\|u\|_2, \|z^+\|_2)` (primal) and
@@ -87,6 +97,7 @@ class ADMM(Solver):
     """
 
     _rows_independent = True
+    _optimal_zero_start_is_fixed = True
 
     def __init__(self, max_iter: int = 100, tol: float | None = None, *, rho: float = 0.5, relaxation: float = 1.8,
                  adaptive: bool = True, adapt_every: int = 10, **kwargs) -> None:
@@ -118,8 +129,30 @@ class ADMM(Solver):
         iteration = torch.zeros(u0.shape[0], dtype=torch.long, device=u0.device)
         # the state is kept multiplied by rho: Z = rho z and W = rho w (the unscaled dual), so that the u-step's
         # right-hand side is b + Z - W and a homogeneous threshold needs no per-sample step
-        return {"Z": rho * u0, "W": torch.zeros_like(u0), "rho": rho, "damping": op.shift_damping(rho),
-                "k": iteration}
+        Z = rho * u0
+        return {"Z": Z, "W": self._starting_dual(op, b, threshold, u0, Z, rho), "rho": rho,
+                "damping": op.shift_damping(rho), "k": iteration}
+
+    def _starting_dual(self, op, b, threshold, u0, Z, rho) -> torch.Tensor:
+        r"""The unscaled dual :math:`W_0 = s - \rho\operatorname{prox}_{\lambda R/\rho}(s/\rho)` with
+        :math:`s = Z_0 - \nabla f(u_0)` (see the module docstring): the dual an iteration would leave at a start
+        that is already optimal, so that such a start is a fixed point. 0 for a non-convex penalty."""
+        if not threshold.convex:
+            return torch.zeros_like(u0)
+        # -grad f(u0) = b - P^T P u0: b itself for the zero start (read for free on the CPU; elsewhere one product)
+        if u0.device.type == "cpu" and not bool(u0.any()):
+            s = Z + b
+        else:
+            s = Z - (op.gram(u0) - b)
+        return s - self._scaled_prox(threshold, s, rho)
+
+    @staticmethod
+    def _scaled_prox(threshold, v, rho) -> torch.Tensor:
+        r""":math:`\rho\operatorname{prox}_{\lambda R/\rho}(v/\rho)`: :math:`\operatorname{prox}_{\lambda R}(v)` for a
+        homogeneous penalty (one scalar threshold, whatever each sample's :math:`\rho`)."""
+        if threshold.homogeneous:
+            return threshold.prox(v, 1.0)
+        return rho * threshold.prox(v / rho, 1.0 / rho)
 
     def step(self, op, x, b, threshold, L, state, need_measure):
         Z, W, rho, damping, k = state["Z"], state["W"], state["rho"], state["damping"], state["k"] + 1
@@ -130,10 +163,7 @@ class ADMM(Solver):
         rho_v = torch.add(W, rho_u, alpha=alpha)
         if alpha != 1:
             rho_v = torch.add(rho_v, Z, alpha=1 - alpha)
-        if threshold.homogeneous:  # rho prox_{lam R / rho}(v) = prox_{lam R}(rho v)
-            Z_new = threshold.prox(rho_v, 1.0)
-        else:
-            Z_new = rho * threshold.prox(rho_v / rho, 1.0 / rho)
+        Z_new = self._scaled_prox(threshold, rho_v, rho)  # rho prox_{lam R / rho}(v)
         W_new = rho_v - Z_new
         measure = None
         if need_measure:

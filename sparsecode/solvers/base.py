@@ -10,6 +10,8 @@ whose first dimension indexes samples. Subclasses define one iteration (:meth:`S
   Converged samples stop changing (their state is frozen) while the others go on; the loop ends when all have
   converged or ``max_iter`` is reached. A sample whose starting code is 0 and already optimal (the KKT conditions
   hold exactly at 0, e.g. :math:`\|P^\top x\|_\infty \le \lambda` for the Lasso) is converged after 0 iterations.
+  Without a tolerance, the CPU loop over rows (no autograd graph) leaves such samples out too when the iteration
+  would keep their code at 0 (proximal gradient, SpaRSA, ADMM): the same codes for less work.
 
 The step size is :math:`1/L` with :math:`L` from ``op.lipschitz()`` unless ``step`` is given.
 """
@@ -206,6 +208,10 @@ class Solver(nn.Module, abc.ABC):
     #: whether one iteration treats the rows of (x, b, state) independently given a shared operator, threshold and L
     #: (then the batch can be solved in cache-sized blocks of rows, and converged rows can leave it)
     _rows_independent: bool = False
+    #: whether a sample whose start is 0 and optimal (:meth:`_optimal_at_start`) is a fixed point of :meth:`step`
+    #: (its code stays exactly 0: proximal gradient from 0 when :math:`P^\top x \in \lambda\partial R(0)`), so that
+    #: the loop over rows leaves it out without a tolerance too: same codes, less work
+    _optimal_zero_start_is_fixed: bool = False
 
     def _can_split_rows(self, op: Operator, x: torch.Tensor, b: torch.Tensor, threshold: Threshold,
                         L: torch.Tensor, state: State) -> bool:
@@ -234,6 +240,11 @@ class Solver(nn.Module, abc.ABC):
         rows_per_block = max(128, BLOCK_BYTES // max(1, b.shape[1] * b.element_size()))
         final = {key: torch.empty_like(v) for key, v in state.items()}
         converged = converged.clone()  # (with a tolerance: the samples optimal at the start)
+        # without a tolerance, rows at an optimal zero start that the iteration would keep there are left out (their
+        # code is the 0 that max_iter iterations return; their state is the starting one)
+        fixed = None
+        if self.tol is None and self._optimal_zero_start_is_fixed:
+            fixed = self._optimal_at_start(b, threshold, L, state)
         iters = torch.zeros(n_samples, dtype=torch.long, device=x.device)
         n_iter = 0
         for start in range(0, n_samples, rows_per_block):
@@ -241,8 +252,8 @@ class Solver(nn.Module, abc.ABC):
             x_rows, b_rows = x[rows], b[rows]
             block = {key: v[rows] for key, v in state.items()}
             if self.tol is None:
-                for _ in range(self.max_iter):
-                    block, _ = self.step(op, x_rows, b_rows, threshold, L, block, need_measure=False)
+                block = self._fixed_iterations(op, x_rows, b_rows, threshold, L, block,
+                                               None if fixed is None else fixed[rows])
                 iters[rows] = self.max_iter
                 n_block = self.max_iter
             else:
@@ -253,6 +264,19 @@ class Solver(nn.Module, abc.ABC):
             n_iter = max(n_iter, n_block)
         return SolveResult(code=self.code(final, threshold, L), n_iter=n_iter, converged=converged,
                            n_iter_per_sample=iters, trace=None, state=final)
+
+    def _fixed_iterations(self, op: Operator, x: torch.Tensor, b: torch.Tensor, threshold: Threshold,
+                          L: torch.Tensor, state: State, fixed: torch.Tensor | None) -> State:
+        """``max_iter`` iterations of one block of rows, leaving out the rows that ``fixed`` marks (fixed points)."""
+        if fixed is not None and bool(fixed.any()):
+            rows = (~fixed).nonzero().squeeze(1)
+            moving = {key: v.index_select(0, rows) for key, v in state.items()}
+            moving = self._fixed_iterations(op, x.index_select(0, rows), b.index_select(0, rows), threshold, L,
+                                            moving, None) if rows.numel() else moving
+            return {key: v.index_copy(0, rows, moving[key]) for key, v in state.items()}
+        for _ in range(self.max_iter):
+            state, _ = self.step(op, x, b, threshold, L, state, need_measure=False)
+        return state
 
     def _tolerance_loop(self, op: Operator, x: torch.Tensor, b: torch.Tensor, threshold: Threshold,
                         L: torch.Tensor, state: State, scale: torch.Tensor, converged: torch.Tensor,

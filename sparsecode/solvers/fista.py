@@ -28,6 +28,7 @@ class FISTA(Solver):
     """
 
     _rows_independent = True
+    _optimal_zero_start_is_fixed = True
 
     def __init__(self, max_iter: int = 100, tol: float | None = None, *, restart: bool = False, **kwargs) -> None:
         super().__init__(max_iter, tol, **kwargs)

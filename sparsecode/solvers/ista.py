@@ -19,6 +19,7 @@ class ISTA(Solver):
     """
 
     _rows_independent = True
+    _optimal_zero_start_is_fixed = True
 
     def init_state(self, op, x, b, threshold, L, u0) -> State:
         return {"u": u0}

@@ -58,6 +58,7 @@ class SpaRSA(Solver):
     """
 
     _rows_independent = True
+    _optimal_zero_start_is_fixed = True
 
     def __init__(self, max_iter: int = 100, tol: float | None = None, *, memory: int = 5, sigma: float = 1e-4,
                  max_step: float = 1e4, **kwargs) -> None:

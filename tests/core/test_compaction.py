@@ -109,3 +109,42 @@ def test_a_learned_iteration_is_not_screened():
     x = torch.zeros(2, 12, dtype=torch.float64)
     res = LearnedISTA(20, max_iter=5, tol=1e-3, dtype=torch.float64).solve(op, x, SoftThreshold(0.1))
     assert bool((res.n_iter_per_sample > 0).all())
+
+
+class _CountingRows:
+    """Wraps a solver's ``step`` to record how many rows each call iterates."""
+
+    def __init__(self, solver):
+        self.rows, self._step = [], solver.step
+        solver.step = self
+
+    def __call__(self, op, x, *args, **kwargs):
+        self.rows.append(x.shape[0])
+        return self._step(op, x, *args, **kwargs)
+
+
+@pytest.mark.parametrize("make", [lambda: ISTA(max_iter=40), lambda: FISTA(max_iter=40, restart=True),
+                                  lambda: SpaRSA(max_iter=40), lambda: ADMM(max_iter=40)],
+                         ids=["ista", "fista", "sparsa", "admm"])
+@pytest.mark.parametrize("nonneg", [False, True])
+def test_fixed_iterations_leave_out_rows_at_an_optimal_zero_start(make, nonneg):
+    # without a tolerance, rows whose zero start is optimal are fixed points of the iteration: the row loop skips
+    # them, and codes and counters are those of the plain loop (which iterates them and keeps 0)
+    g = torch.Generator().manual_seed(9)
+    P = torch.randn(12, 20, generator=g, dtype=torch.float64) / 12 ** 0.5
+    op = LinearDictionary(weight=P, learnable=False).bind()
+    x = torch.randn(8, 12, generator=g, dtype=torch.float64)
+    x[::2] *= 0.05
+    threshold = (NonNegSoftThreshold if nonneg else SoftThreshold)(0.5 * float((x @ P).abs().amax()))
+    # optimal at 0: P^T x in lam * dR(0), i.e. |P^T x| <= lam (P^T x <= lam for non-negative codes)
+    small = ((x @ P) if nonneg else (x @ P).abs()).amax(dim=1) <= threshold.lam
+    assert 0 < int(small.sum()) < 8
+    fast_solver, slow_solver = make(), make()
+    counted = _CountingRows(fast_solver)
+    with torch.no_grad():
+        fast = fast_solver.solve(op, x, threshold)
+    slow = slow_solver.solve(op, x.clone().requires_grad_(True), threshold)
+    assert counted.rows == [8 - int(small.sum())] * 40
+    assert torch.equal(fast.n_iter_per_sample, slow.n_iter_per_sample) and fast.n_iter == slow.n_iter
+    assert torch.count_nonzero(slow.code[small]) == 0 and torch.count_nonzero(fast.code[small]) == 0
+    torch.testing.assert_close(fast.code, slow.code.detach(), rtol=0, atol=1e-12)
