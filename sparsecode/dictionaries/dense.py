@@ -24,7 +24,8 @@ from ..lipschitz import perron_bound, power_iteration
 __all__ = ["DenseOperator", "gram_of", "EXACT_EIGENVALUE_WORK"]
 
 #: ``lipschitz="power"`` computes the top eigenvalue of the Gram matrices exactly (``eigvalsh``, on the CPU) when
-#: (number of matrices) × m³ is at most this (one 256 × 256 matrix, or e.g. 64 matrices of 64 × 64)
+#: (number of matrices) × k³ is at most this, with k = min(n, m) the smaller side of each matrix (one 256 × 256 Gram
+#: matrix, or e.g. 64 matrices of 64 × 64)
 EXACT_EIGENVALUE_WORK = 256 ** 3
 
 
@@ -359,14 +360,34 @@ class DenseOperator:
         ``(*batch, m, r)``. Half-precision matrices are decomposed in float32 and cast back.
         """
         if self._eigh_cache is None:
-            g = self.gram_matrix().detach()
-            work = g if g.dtype in (torch.float32, torch.float64) else g.float()
-            e, v = torch.linalg.eigh(work)
-            rank = min(self.n_features, self.n_atoms)
-            e, v = e[..., -rank:], v[..., -rank:]
-            self._eigh_cache = (e.clamp_min(0).to(g.dtype), v.to(g.dtype).contiguous())
+            if self.n_features < self.n_atoms and self._blocks is None:
+                e, v = self._eigh_from_small_side()
+                dtype = self._reference.dtype
+            else:
+                g = self.gram_matrix().detach()
+                work = g if g.dtype in (torch.float32, torch.float64) else g.float()
+                e, v = torch.linalg.eigh(work)
+                rank = min(self.n_features, self.n_atoms)
+                e, v = e[..., -rank:], v[..., -rank:]
+                dtype = g.dtype
+            self._eigh_cache = (e.clamp_min(0).to(dtype), v.to(dtype).contiguous())
             self._eigh_vt = self._eigh_cache[1].transpose(-1, -2).contiguous()
         return self._eigh_cache
+
+    def _eigh_from_small_side(self) -> tuple[torch.Tensor, torch.Tensor]:
+        r"""The eigenpairs of :math:`G` for :math:`n < m` from the smaller :math:`PP^\top = U\operatorname{diag}(e)U^\top`:
+        :math:`G = V\operatorname{diag}(e)V^\top` with :math:`V = P^\top U\operatorname{diag}(e)^{-1/2}` (the right
+        singular vectors). One ``n × n`` eigensolve instead of ``m × m`` (0.4 against 1.4 ms for a 100 × 200 float32
+        dictionary). Directions with :math:`e_i \le n\,\epsilon\,e_{\max}` (numerically in the null space) get
+        :math:`e_i = 0` and a zero vector, which the shifted solve then leaves alone, as it does the null space."""
+        w = self.weight.detach()
+        w = w if w.dtype in (torch.float32, torch.float64) else w.float()
+        e, u = torch.linalg.eigh(w @ w.transpose(-1, -2))
+        e = e.clamp_min(0)
+        keep = e > e[..., -1:] * (self.n_features * torch.finfo(e.dtype).eps)
+        inv_sigma = torch.where(keep, e.clamp_min(torch.finfo(e.dtype).tiny).rsqrt(), torch.zeros_like(e))
+        v = (w.transpose(-1, -2) @ u) * inv_sigma.unsqueeze(-2)
+        return torch.where(keep, e, torch.zeros_like(e)), v
 
     def mean_gram_eigenvalue(self) -> torch.Tensor:
         r""":math:`\operatorname{tr}(P^\top P)/m` per matrix (the mean squared atom norm), with its graph, broadcastable
@@ -495,15 +516,24 @@ class DenseOperator:
         a symmetric eigensolver), detached, when it is cheap: from the cached eigendecomposition if there is one
         (ADMM builds it), or by ``eigvalsh`` for small matrices on the CPU (:data:`EXACT_EIGENVALUE_WORK`), where one
         dense eigensolve costs less than the Python overhead of a 30-step Krylov iteration (0.4 ms for one 128 × 128
-        Gram matrix against 3.7 ms, 1.0 against 3.9 ms at 200 × 200, float32, one CPU thread); ``None`` otherwise."""
+        Gram matrix against 3.7 ms, 1.0 against 3.9 ms at 200 × 200, float32, one CPU thread); ``None`` otherwise.
+        An overcomplete matrix (:math:`n < m`) is solved on its smaller side: :math:`PP^\top` has the same non-zero
+        eigenvalues (one 100 × 100 ``eigvalsh`` and the product: 0.25 ms against 0.9 ms for the 200 × 200 Gram)."""
         m = self.n_atoms
         if self._eigh_cache is not None:
             top = self._eigh_cache[0][..., -1].to(dtype)
+            return top * (1 + m * torch.finfo(dtype).eps)
+        # (on an accelerator the Krylov iteration is kept: a dense eigensolver synchronises with the host)
+        small_side = self.n_features < m and self._blocks is None
+        side = self.n_features if small_side else m
+        if self._reference.device.type != "cpu" or math.prod(self.batch_shape) * side ** 3 > EXACT_EIGENVALUE_WORK:
+            return None
+        if small_side:
+            w = self.weight.detach().to(dtype)
+            square = w @ w.transpose(-1, -2)
         else:
-            # (on an accelerator the Krylov iteration is kept: a dense eigensolver synchronises with the host)
-            if self._reference.device.type != "cpu" or math.prod(self.batch_shape) * m ** 3 > EXACT_EIGENVALUE_WORK:
-                return None
-            top = torch.linalg.eigvalsh(self.gram_matrix().detach().to(dtype))[..., -1].clamp_min(0)
+            square = self.gram_matrix().detach().to(dtype)
+        top = torch.linalg.eigvalsh(square)[..., -1].clamp_min(0)
         return top * (1 + m * torch.finfo(dtype).eps)
 
     def check_signal(self, x: torch.Tensor, name: str = "x") -> None:
