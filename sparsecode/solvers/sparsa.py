@@ -79,7 +79,8 @@ class SpaRSA(Solver):
         if isinstance(threshold, NonNegSoftThreshold):
             # the objective is tracked from the start, so the start must be feasible: project it onto u >= 0
             u0 = u0.clamp_min(0)
-        g = _gradient(op, u0, b)
+        # the gradient P^T P u0 - b: -b at the zero start (read for free on the CPU; elsewhere the product)
+        g = -b if u0.device.type == "cpu" and not bool(u0.any()) else _gradient(op, u0, b)
         f = self._objective(u0, g, b, threshold)
         step = torch.full_like(f, 1.0) / L.amax().to(f.dtype)
         return {"u": u0, "g": g, "step": step, "history": f.unsqueeze(1).repeat(1, self.memory)}
