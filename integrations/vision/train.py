@@ -59,6 +59,8 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--max-epochs-this-run", type=int, default=None,
                         help="stop after this many epochs (resume later with --resume)")
     parser.add_argument("--no-progress", action="store_true", help="no progress bars")
+    parser.add_argument("--compile", action="store_true",
+                        help="train through torch.compile (the first steps compile; checkpoints are unaffected)")
     return parser
 
 
@@ -104,7 +106,8 @@ def main(argv: Sequence[str] | None = None) -> TrainResult:
     try:
         common: dict[str, Any] = dict(context=context, resume=args.resume, overwrite=args.overwrite,
                                       init_weights=args.init_weights, progress=not args.no_progress,
-                                      max_epochs=args.max_epochs_this_run, model_kwargs=model_kwargs)
+                                      max_epochs=args.max_epochs_this_run, model_kwargs=model_kwargs,
+                                      compile_model=args.compile)
         if args.pacs_target is not None:
             return train_pacs(args.model, args.data_root, args.pacs_target, out_dir, config, **common)
         return train_image_folder(args.model, args.data_root, out_dir, config, **common)

@@ -292,3 +292,43 @@ def test_resume_with_more_epochs_extends_a_finished_run(data_root: Path, tmp_pat
     assert [r["epoch"] for r in longer.history] == [1, 2, 3] and len(longer.step_losses) == 2
     record = read_run_record(find_checkpoint(tmp_path / "run"))
     assert record["finished"] and record["epoch"] == 3 and record["num_updates"] == 3 * (32 // 8)
+
+
+def test_command_line_compile_trains_through_torch_compile(data_root: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    compiled: list[nn.Module] = []
+
+    def record(module: nn.Module, *args: object, **kwargs: object) -> nn.Module:
+        compiled.append(module)
+        return module
+
+    monkeypatch.setattr(torch, "compile", record)
+    common = ["--model", VIT, "--data-root", str(data_root), "--preset", "demo", "--img-size", "32", "--epochs", "1",
+              "--batch-size", "8", "--device", "cpu", "--no-progress", "--model-kwargs", json.dumps(TINY_VIT)]
+    main(common)
+    assert compiled == []
+    result = main([*common, "--compile"])
+    assert compiled == [result.model] and len(result.step_losses) == 1
+
+
+def test_trainer_rejects_a_non_bool_compile_model(data_root: Path) -> None:
+    config = preset("demo", img_size=32, batch_size=4, epochs=1, warmup_epochs=0.0)
+    dataset = image_folder(data_root / "train", build_transform(config, True))
+    with pytest.raises(TypeError, match="compile_model must be a bool"):
+        Trainer(_CountingRefresh(), "counting", config, dataset, compile_model="yes")
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("model_name, model_kwargs", [
+    (VIT, TINY_VIT),
+    ("deit_vars_d", {"patch_size": 8, "depth": 1, "embed_dim": 32, "num_heads": 2}),
+])
+def test_compiled_training_repeats_the_eager_losses(data_root: Path, model_name: str,
+                                                    model_kwargs: dict[str, int]) -> None:
+    # no randomness inside the model (drop-path): compiled random ops draw other numbers than eager ones
+    config = _full_recipe(epochs=1, warmup_epochs=0.0, drop_path=0.0, model_ema=False)
+    eager = train_image_folder(model_name, data_root, None, config, model_kwargs=model_kwargs, progress=False)
+    compiled = train_image_folder(model_name, data_root, None, config, model_kwargs=model_kwargs, progress=False,
+                                  compile_model=True)
+    np.testing.assert_allclose(compiled.step_losses[0], eager.step_losses[0], rtol=1e-4, atol=1e-5)
+    for name, value in eager.model.state_dict().items():
+        torch.testing.assert_close(compiled.model.state_dict()[name], value, rtol=1e-3, atol=1e-4)

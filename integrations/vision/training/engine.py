@@ -117,6 +117,9 @@ class Trainer:
         resume: Checkpoint (or run folder) to continue from.
         overwrite: Replace a checkpoint already in ``out_dir`` that belongs to another run.
         progress: Show a tqdm progress bar (rank 0).
+        compile_model: Train through ``torch.compile`` of the (DDP-wrapped) model: the first steps compile (minutes
+            on a CPU), later ones run the fused graph. Evaluation, EMA, checkpoints and the step-size refresh use
+            the model itself, so a run's checkpoints and resume do not depend on it.
     """
 
     def __init__(
@@ -135,11 +138,14 @@ class Trainer:
         resume: Path | str | None = None,
         overwrite: bool = False,
         progress: bool = True,
+        compile_model: bool = False,
     ) -> None:
         if not isinstance(model, nn.Module):
             raise TypeError(f"model must be a torch.nn.Module, got {type(model).__name__}")
         if not isinstance(config, TrainConfig):
             raise TypeError(f"config must be a TrainConfig, got {type(config).__name__}")
+        if not isinstance(compile_model, bool):
+            raise TypeError(f"compile_model must be a bool, got {type(compile_model).__name__}")
         self.context = context or DistributedContext(0, 1, 0, torch.device("cpu"), None)
         self.per_process_batch = per_process_batch_size(config.batch_size, self.context.world_size)
         self.model = model
@@ -155,6 +161,7 @@ class Trainer:
         self.resume = Path(resume) if resume is not None else None
         self.overwrite = overwrite
         self.progress = progress
+        self.compile_model = compile_model
         self.fingerprint = run_fingerprint(model_name, self.model_kwargs, config, data_manifest)
 
     # ------------------------------------------------------------------ set-up
@@ -309,6 +316,8 @@ class Trainer:
         if ctx.is_distributed:
             device_ids = [ctx.device.index] if ctx.device.type == "cuda" else None
             wrapped = nn.parallel.DistributedDataParallel(model, device_ids=device_ids)
+        if self.compile_model:
+            wrapped = torch.compile(wrapped)
 
         end_epoch = config.epochs if max_epochs is None else min(config.epochs, start_epoch + max_epochs)
         step_losses: list[list[float]] = []

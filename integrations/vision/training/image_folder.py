@@ -27,6 +27,7 @@ def train_image_folder(
     progress: bool = True,
     max_epochs: int | None = None,
     model_kwargs: dict[str, Any] | None = None,
+    compile_model: bool = False,
 ) -> TrainResult:
     """Build ``model_name`` with one output per class folder of ``data_root/train`` and train it with ``config``.
 
@@ -44,6 +45,7 @@ def train_image_folder(
         progress: Show progress bars.
         max_epochs: Stop after this many epochs in this call.
         model_kwargs: Further model constructor arguments.
+        compile_model: Train through ``torch.compile`` (see :class:`~integrations.vision.training.engine.Trainer`).
     """
     root = Path(data_root)
     if not root.is_dir():
@@ -67,5 +69,6 @@ def train_image_folder(
     is_main = context is None or context.is_main  # only rank 0 checks and records the run's identity
     trainer = Trainer(model, model_name, config, train_set, val_set, out_dir, context=context, model_kwargs=kwargs,
                       data_manifest=data_manifest(roots) if is_main else "", classes=classes, resume=resume,
-                      overwrite=overwrite, progress=progress)
+                      overwrite=overwrite, progress=progress,
+                      compile_model=compile_model)
     return trainer.fit(max_epochs=max_epochs)

@@ -120,6 +120,7 @@ def train_pacs(
     progress: bool = True,
     max_epochs: int | None = None,
     model_kwargs: dict[str, Any] | None = None,
+    compile_model: bool = False,
 ) -> TrainResult:
     """The trainer's PACS mode: build ``model_name`` (7-way head), optionally load pretrained weights, fine-tune
     on every domain but ``target`` and report top-1 on ``target`` after each epoch.
@@ -137,6 +138,7 @@ def train_pacs(
         progress: Show progress bars.
         max_epochs: Stop after this many epochs in this call.
         model_kwargs: Further model constructor arguments.
+        compile_model: Train through ``torch.compile`` (see :class:`~integrations.vision.training.engine.Trainer`).
     """
     sources, target_folder, classes = pacs_domain_folders(pacs_root, target)
     train_transform = build_transform(config, is_training=True)
@@ -152,6 +154,6 @@ def train_pacs(
     manifest = data_manifest(sources + [target_folder]) if is_main else ""
     trainer = Trainer(model, model_name, config, train_set, val_set, out_dir, context=context, model_kwargs=kwargs,
                       data_manifest=f"pacs:{target}:{manifest}", classes=classes, resume=resume, overwrite=overwrite,
-                      progress=progress)
+                      progress=progress, compile_model=compile_model)
     return trainer.fit(max_epochs=max_epochs)
 
