@@ -3,7 +3,8 @@ from __future__ import annotations
 
 import torch
 
-__all__ = ["per_sample_sum", "per_sample_max", "per_sample_dot", "per_sample_norm", "per_sample_view"]
+__all__ = ["per_sample_sum", "per_sample_max", "per_sample_dot", "per_sample_norm", "per_sample_is_zero",
+           "per_sample_view"]
 
 
 def per_sample_sum(t: torch.Tensor) -> torch.Tensor:
@@ -24,6 +25,11 @@ def per_sample_dot(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
 def per_sample_norm(t: torch.Tensor) -> torch.Tensor:
     """:math:`\\|t_b\\|_2` per sample, ``(B,)``."""
     return torch.linalg.vector_norm(t.flatten(1), dim=1)
+
+
+def per_sample_is_zero(t: torch.Tensor) -> torch.Tensor:
+    """Whether every entry of each sample is 0, ``(B,)`` bool (a boolean reduction: no full-size temporary)."""
+    return ~t.flatten(1).any(dim=1) if t.ndim > 1 else t == 0
 
 
 def per_sample_view(v: torch.Tensor, like: torch.Tensor) -> torch.Tensor:

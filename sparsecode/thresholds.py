@@ -132,6 +132,13 @@ class Threshold(nn.Module, abc.ABC):
         """
         return per_sample_max((u - self.prox(u - grad, 1.0)).abs())
 
+    def zero_is_optimal(self, b: torch.Tensor) -> torch.Tensor:
+        r"""Per sample, whether the KKT conditions hold exactly at :math:`u = 0` for :math:`b = P^\top x` (the
+        gradient there is :math:`-b`): :meth:`kkt_residual` at 0 is 0, shape ``(B,)``. For a convex penalty, 0 is
+        then the minimiser. The :math:`\ell_1` thresholds answer with one reduction (:math:`\|b\|_\infty \le
+        \lambda`) instead of the residual's full-size passes."""
+        return self.kkt_residual(torch.zeros_like(b), -b) == 0
+
     def extra_repr(self) -> str:
         lam = self.lam_param
         return f"lam={lam.item():g}" if lam.numel() == 1 else f"lam=tensor{tuple(lam.shape)}"
@@ -168,6 +175,13 @@ class SoftThreshold(Threshold):
         viol = torch.where(active, (grad + lam * torch.sign(u)).abs(), (grad.abs() - lam).clamp_min(0))
         return per_sample_max(viol)
 
+    def zero_is_optimal(self, b: torch.Tensor) -> torch.Tensor:
+        r""":math:`|b_i| \le \lambda_i` for every coordinate (:math:`(|b_i| - \lambda_i)_+ = 0` exactly)."""
+        lam = self._lam_like(b)
+        if lam.numel() == 1:
+            return per_sample_max(b.abs()) <= lam.reshape(())
+        return per_sample_max(b.abs() - lam) <= 0
+
 
 class NonNegSoftThreshold(Threshold):
     r"""Non-negative soft threshold :math:`(v - s\lambda)_+`: the prox of
@@ -195,6 +209,13 @@ class NonNegSoftThreshold(Threshold):
         r = grad + lam
         viol = torch.where(u > 0, r.abs(), torch.where(u == 0, (-r).clamp_min(0), u.abs()))
         return per_sample_max(viol)
+
+    def zero_is_optimal(self, b: torch.Tensor) -> torch.Tensor:
+        r""":math:`b_i \le \lambda_i` for every coordinate (:math:`(b_i - \lambda_i)_+ = 0` exactly)."""
+        lam = self._lam_like(b)
+        if lam.numel() == 1:
+            return per_sample_max(b) <= lam.reshape(())
+        return per_sample_max(b - lam) <= 0
 
 
 class HardThreshold(Threshold):

@@ -22,7 +22,7 @@ import abc
 import torch
 from torch import nn
 
-from .._reductions import per_sample_view
+from .._reductions import per_sample_is_zero, per_sample_view
 from .._validation import check_positive_int
 from ..dictionaries.base import Operator
 from ..dictionaries.dense import DenseOperator
@@ -154,8 +154,9 @@ class Solver(nn.Module, abc.ABC):
         active = torch.ones(n_samples, dtype=torch.bool, device=x.device)
         converged = torch.zeros_like(active)
         iters = torch.zeros(n_samples, dtype=torch.long, device=x.device)
-        scale = per_sample_max_abs(b.detach()).clamp_min(torch.finfo(torch.float32).tiny)
+        scale = None  # |P^T x|_inf per sample, what the tolerance is relative to (a full pass: only with a tol)
         if self.tol is not None:
+            scale = per_sample_max_abs(b.detach()).clamp_min(torch.finfo(torch.float32).tiny)
             converged = self._optimal_at_start(b, threshold, L, state)
             active = ~converged
         if not trace and self._can_split_rows(op, x, b, threshold, L, state):
@@ -201,8 +202,7 @@ class Solver(nn.Module, abc.ABC):
             return torch.zeros(b.shape[0], dtype=torch.bool, device=b.device)
         with torch.no_grad():
             start = self.code(state, threshold, L)
-            zero = per_sample_max_abs(start) == 0
-            return zero & (threshold.kkt_residual(torch.zeros_like(b), -b.detach()) == 0)
+            return per_sample_is_zero(start) & threshold.zero_is_optimal(b.detach())
 
     # --- the same loop, faster for many independent rows on the CPU ---------------------------------------------------
     #: whether one iteration treats the rows of (x, b, state) independently given a shared operator, threshold and L
@@ -232,7 +232,8 @@ class Solver(nn.Module, abc.ABC):
         return all(v.shape[:1] == x.shape[:1] for v in state.values())
 
     def _solve_by_rows(self, op: Operator, x: torch.Tensor, b: torch.Tensor, threshold: Threshold,
-                       L: torch.Tensor, state: State, scale: torch.Tensor, converged: torch.Tensor) -> SolveResult:
+                       L: torch.Tensor, state: State, scale: torch.Tensor | None,
+                       converged: torch.Tensor) -> SolveResult:
         """The loop of :meth:`solve` (same iterates, stopping and counters) run block of rows by block of rows, each
         block's codes about :data:`BLOCK_BYTES` so that an iteration's tensors stay in cache; with a tolerance, a row
         leaves its block at the iteration it converges."""

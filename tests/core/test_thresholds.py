@@ -82,3 +82,32 @@ def test_l1_penalty_change_resolves_changes_below_the_rounding_of_the_penalty():
     threshold = SoftThreshold(1.0)
     assert threshold.penalty_change(u, u_new).item() == pytest.approx(1e-14, rel=1e-3)
     assert abs((threshold.penalty(u_new) - threshold.penalty(u)).item() - 1e-14) > 1e-15
+
+
+@given(seed=st.integers(0, 10_000), per_atom=st.booleans(), nonneg=st.booleans(),
+       dtype=st.sampled_from([torch.float32, F64]))
+@settings(max_examples=40, deadline=None)
+def test_zero_is_optimal_is_a_zero_kkt_residual_at_zero(seed, per_atom, nonneg, dtype):
+    # the l1 thresholds' one-reduction test must give exactly the answer of the KKT residual at u = 0, including
+    # coordinates on the boundary |b_i| = lam_i, NaN signals and the default (residual-based) route
+    from sparsecode import HardThreshold, NonNegSoftThreshold
+
+    g = torch.Generator().manual_seed(seed)
+    lam = (0.5 + torch.rand(7, generator=g, dtype=F64)) if per_atom else 0.8
+    kind = NonNegSoftThreshold if nonneg else SoftThreshold
+    threshold = kind(lam)
+    b = torch.randn(12, 7, generator=g, dtype=F64) * 0.6
+    lam_row = threshold.lam.to(dtype).expand(7)
+    b[3] = lam_row.to(F64)  # every coordinate on the boundary: optimal
+    b[4, 2] = float(lam_row[2]) * (-1 if not nonneg else 1)
+    b[5, 0] = float("nan")
+    b = b.to(dtype)
+    b[3] = lam_row  # exactly lam in this dtype
+    fast = threshold.zero_is_optimal(b)
+    slow = threshold.kkt_residual(torch.zeros_like(b), -b) == 0
+    assert torch.equal(fast, slow)
+    assert bool(fast[3]) and not bool(fast[5])
+    assert 0 < int(fast.sum()) < 12  # both answers occur
+    # the generic route (through the residual) of a threshold without its own test
+    hard = HardThreshold(0.8)
+    assert torch.equal(hard.zero_is_optimal(b), hard.kkt_residual(torch.zeros_like(b), -b) == 0)
