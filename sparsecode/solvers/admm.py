@@ -67,11 +67,11 @@ from __future__ import annotations
 
 import torch
 
-from .._reductions import per_sample_is_zero, per_sample_norm, per_sample_view
+from .._reductions import per_sample_norm, per_sample_view
 from .._validation import check_positive_int
 from ..dictionaries.dense import DenseOperator
 from ..objective import per_sample_max_abs
-from .base import Solver, State
+from .base import Solver, State, _zero_start_is_optimal
 
 __all__ = ["ADMM"]
 
@@ -139,7 +139,7 @@ class ADMM(Solver):
         otherwise (see the module docstring)."""
         if not threshold.convex:
             return torch.zeros_like(u0)
-        optimal = per_sample_is_zero(u0) & threshold.zero_is_optimal(b.detach())
+        optimal = _zero_start_is_optimal(u0, b, threshold)
         return torch.where(per_sample_view(optimal, b), b, torch.zeros_like(b))
 
     @staticmethod

@@ -42,6 +42,12 @@ State = dict[str, torch.Tensor]
 BLOCK_BYTES = 1 << 20
 
 
+def _zero_start_is_optimal(start: torch.Tensor, b: torch.Tensor, threshold: Threshold) -> torch.Tensor:
+    r"""Per sample, whether the code ``start`` is 0 and the KKT conditions hold exactly there for
+    :math:`b = P^\top x` (:meth:`~sparsecode.thresholds.Threshold.zero_is_optimal`), ``(B,)`` bool."""
+    return per_sample_is_zero(start) & threshold.zero_is_optimal(b.detach())
+
+
 def _per_sample_where(mask: torch.Tensor, new: torch.Tensor, old: torch.Tensor) -> torch.Tensor:
     return torch.where(per_sample_view(mask, new), new, old)
 
@@ -201,8 +207,7 @@ class Solver(nn.Module, abc.ABC):
         if not (self.converges_to_minimiser and threshold.convex) or b.shape[0] == 0:
             return torch.zeros(b.shape[0], dtype=torch.bool, device=b.device)
         with torch.no_grad():
-            start = self.code(state, threshold, L)
-            return per_sample_is_zero(start) & threshold.zero_is_optimal(b.detach())
+            return _zero_start_is_optimal(self.code(state, threshold, L), b, threshold)
 
     # --- the same loop, faster for many independent rows on the CPU ---------------------------------------------------
     #: whether one iteration treats the rows of (x, b, state) independently given a shared operator, threshold and L
