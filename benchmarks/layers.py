@@ -23,7 +23,8 @@ call is a forward pass, ``out.square().mean().backward()``, and the parameter gr
 forward + backward pass (median of interleaved repetitions) and the ratio to the same family with softmax attention.
 
 Run ``python benchmarks/layers.py`` (full, under 10 minutes on one idle core), ``--quick`` (a smoke run of seconds),
-``--device cuda`` on a GPU, ``--compile`` to add ``torch.compile``d VARS-D/VARS-SD rows. Writes ``NAME.json``,
+``--device cuda`` on a GPU, ``--compile`` to add ``torch.compile``d VARS-D/VARS-SD rows, ``--keep-heap`` to run every
+mixer with glibc's allocator keeping its heap between steps (:func:`keep_heap`). Writes ``NAME.json``,
 ``NAME.md`` and ``NAME.png`` (``--name``, default ``layers``) into ``--out``
 (default ``benchmarks/results``).
 """
@@ -76,6 +77,7 @@ __all__ = [
     "time_interleaved",
     "bench_mixers",
     "bench_models",
+    "keep_heap",
     "markdown_report",
     "plot_report",
     "main",
@@ -296,6 +298,41 @@ def bench_models(families: Sequence[str], attentions: Sequence[str], img_size: i
     return rows
 
 
+#: glibc ``mallopt`` parameters (``malloc.h``) and the values ``--keep-heap`` sets
+_M_TRIM_THRESHOLD, _M_MMAP_THRESHOLD = -1, -3
+KEEP_HEAP_TRIM_BYTES, KEEP_HEAP_MMAP_BYTES = 1 << 30, 32 << 20
+
+
+def keep_heap() -> str:
+    """Make glibc's allocator keep freed memory in the heap between training steps (``--keep-heap``).
+
+    By default glibc serves blocks above a (dynamic) threshold with fresh ``mmap`` pages and trims the top of the heap
+    when more than 128 KiB is free, so a step whose saved tensors grow and free tens of MiB faults in thousands of
+    fresh pages every time. Raising ``M_TRIM_THRESHOLD`` to 1 GiB and fixing ``M_MMAP_THRESHOLD`` at its 32 MiB
+    maximum is what ``MALLOC_TRIM_THRESHOLD_`` / ``MALLOC_MMAP_THRESHOLD_`` do from the environment (PyTorch's
+    performance tuning guide suggests jemalloc or TCMalloc for the same reason). It applies to every mixer of the
+    process alike, from the call on.
+
+    Returns:
+        a description of the setting, for the report.
+
+    Raises:
+        RuntimeError: not glibc (no ``mallopt``), or ``mallopt`` refused a value.
+    """
+    import ctypes
+    import ctypes.util
+
+    name = ctypes.util.find_library("c")
+    libc = ctypes.CDLL(name) if name else None
+    if libc is None or not hasattr(libc, "mallopt") or not hasattr(libc, "gnu_get_libc_version"):
+        raise RuntimeError("--keep-heap needs glibc's mallopt (Linux with glibc); this C library has none")
+    for param, value in ((_M_TRIM_THRESHOLD, KEEP_HEAP_TRIM_BYTES), (_M_MMAP_THRESHOLD, KEEP_HEAP_MMAP_BYTES)):
+        if libc.mallopt(param, value) != 1:
+            raise RuntimeError(f"mallopt({param}, {value}) failed")
+    return (f"glibc, heap kept (M_TRIM_THRESHOLD {KEEP_HEAP_TRIM_BYTES >> 20} MiB, "
+            f"M_MMAP_THRESHOLD {KEEP_HEAP_MMAP_BYTES >> 20} MiB)")
+
+
 def _cpu_model() -> str:
     try:
         for line in Path("/proc/cpuinfo").read_text().splitlines():
@@ -321,7 +358,7 @@ def markdown_report(results: dict) -> str:
              f"mixer batch {meta['batch']}, dim {meta['dim']}, heads {meta['num_heads']}; "
              f"median of {meta['reps']} interleaved repetitions ({meta['reps_large']} for N > 1024) after "
              f"{meta['warmup']} warm-up calls; "
-             f"memory measure: {meta['memory_measure']}.", ""]
+             f"memory measure: {meta['memory_measure']}; allocator: {meta.get('allocator', 'default')}.", ""]
     tokens = sorted({r["tokens"] for r in results["mixers"]})
     names = list(dict.fromkeys(r["mixer"] for r in results["mixers"]))
     by = {(r["mixer"], r["tokens"]): r for r in results["mixers"]}
@@ -412,6 +449,8 @@ def _parse(argv: Sequence[str] | None) -> argparse.Namespace:
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--compile", action="store_true",
                         help="add torch.compile'd VARS-D / VARS-SD (original) rows (minutes of compilation per N)")
+    parser.add_argument("--keep-heap", action="store_true",
+                        help="glibc: keep freed memory in the heap between steps (see keep_heap), for every mixer")
     parser.add_argument("--name", default="layers", help="output file stem (NAME.json, NAME.md, NAME.png)")
     return parser.parse_args(argv)
 
@@ -430,6 +469,7 @@ def main(argv: Sequence[str] | None = None) -> dict:
     if device.type == "cuda" and not torch.cuda.is_available():
         raise ValueError("--device cuda was given but CUDA is not available")
     warnings.filterwarnings("ignore", category=FutureWarning)
+    allocator = keep_heap() if args.keep_heap else "default"
     if args.quick:
         args.grids, args.batch, args.reps, args.warmup = [4, 8], 2, 2, 1
         args.model_batch, args.model_reps, args.img_size = 2, 1, 64
@@ -447,6 +487,7 @@ def main(argv: Sequence[str] | None = None) -> dict:
             "memory_measure": "cuda_peak" if device.type == "cuda" else "saved_for_backward",
             "img_size": args.img_size, "model_batch": args.model_batch, "model_reps": args.model_reps,
             "model_variant": "original", "quick": bool(args.quick), "compiled_rows": bool(args.compile),
+            "allocator": allocator,
             "command": " ".join(["python", "benchmarks/layers.py", *(argv if argv is not None else sys.argv[1:])])}
     results = {"meta": meta, "mixers": mixer_rows, "models": model_rows}
     args.out.mkdir(parents=True, exist_ok=True)
