@@ -139,6 +139,13 @@ class Threshold(nn.Module, abc.ABC):
         \lambda`) instead of the residual's full-size passes."""
         return self.kkt_residual(torch.zeros_like(b), -b) == 0
 
+    def active_face(self, u: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor] | None:
+        r"""The face of the penalty at ``u``: the support :math:`S` (a bool mask) and the subgradient :math:`s` of
+        :math:`R` on it (a tensor like ``u``), where :math:`\partial R` is the single point :math:`s_i`, so that
+        the KKT conditions read :math:`(\nabla f(u))_S = -\lambda s_S` there. ``None`` (the default) for a penalty
+        without such a face; the solvers' support polish (``polish_every``) needs one."""
+        return None
+
     def extra_repr(self) -> str:
         lam = self.lam_param
         return f"lam={lam.item():g}" if lam.numel() == 1 else f"lam=tensor{tuple(lam.shape)}"
@@ -182,6 +189,10 @@ class SoftThreshold(Threshold):
             return per_sample_max(b.abs()) <= lam.reshape(())
         return per_sample_max(b.abs() - lam) <= 0
 
+    def active_face(self, u: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        r"""Support :math:`u_i \ne 0`, subgradient :math:`\operatorname{sign}(u_i)`."""
+        return u != 0, torch.sign(u)
+
 
 class NonNegSoftThreshold(Threshold):
     r"""Non-negative soft threshold :math:`(v - s\lambda)_+`: the prox of
@@ -216,6 +227,10 @@ class NonNegSoftThreshold(Threshold):
         if lam.numel() == 1:
             return per_sample_max(b) <= lam.reshape(())
         return per_sample_max(b - lam) <= 0
+
+    def active_face(self, u: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        r"""Support :math:`u_i > 0`, subgradient :math:`1`."""
+        return u > 0, torch.ones_like(u)
 
 
 class HardThreshold(Threshold):

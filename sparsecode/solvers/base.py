@@ -12,6 +12,11 @@ whose first dimension indexes samples. Subclasses define one iteration (:meth:`S
   hold exactly at 0, e.g. :math:`\|P^\top x\|_\infty \le \lambda` for the Lasso) is converged after 0 iterations.
   Without a tolerance, the CPU loop over rows (no autograd graph) leaves such samples out too when the iteration
   would keep their code at 0 (proximal gradient, SpaRSA, ADMM): the same codes for less work.
+* With ``polish_every`` (and a tolerance), every that many iterations each active sample also tries the exact
+  minimiser on the face of its current code (:mod:`.polish`: one small linear system per sample); a sample whose
+  polished code passes the KKT test, residual :math:`\le` ``tol`` :math:`\cdot\|P^\top x\|_\infty`, is done with
+  that code. The support of a sparse code settles long before the iterates converge, so this ends most samples
+  early; the others are not disturbed.
 
 The step size is :math:`1/L` with :math:`L` from ``op.lipschitz()`` unless ``step`` is given.
 """
@@ -29,6 +34,7 @@ from ..dictionaries.dense import DenseOperator
 from ..objective import kkt_residual, objective, per_sample_max_abs
 from ..result import SolveResult, SolveTrace
 from ..thresholds import Threshold
+from .polish import SupportPolish
 
 __all__ = ["Solver", "INITS"]
 
@@ -46,6 +52,13 @@ def _zero_start_is_optimal(start: torch.Tensor, b: torch.Tensor, threshold: Thre
     r"""Per sample, whether the code ``start`` is 0 and the KKT conditions hold exactly there for
     :math:`b = P^\top x` (:meth:`~sparsecode.thresholds.Threshold.zero_is_optimal`), ``(B,)`` bool."""
     return per_sample_is_zero(start) & threshold.zero_is_optimal(b.detach())
+
+
+def _polished_code(code: torch.Tensor, polished: torch.Tensor, override: torch.Tensor | None) -> torch.Tensor:
+    """``code`` with the rows that ``polished`` marks taken from ``override``."""
+    if override is None or not bool(polished.any()):
+        return code
+    return torch.where(polished.unsqueeze(1), override, code)
 
 
 def _per_sample_where(mask: torch.Tensor, new: torch.Tensor, old: torch.Tensor) -> torch.Tensor:
@@ -85,16 +98,26 @@ class Solver(nn.Module, abc.ABC):
         init: ``"zeros"``, ``"encode"`` (:math:`P^\top x`) or ``"prox_encode"``; a tensor passed to :meth:`solve`
             overrides it.
         check_every: test "all samples converged" (a host synchronisation) every this many iterations.
+        polish_every: with ``tol``, try the exact minimiser on each active sample's current face every this many
+            iterations and stop the samples it certifies (see the module docstring); ``None``: never. Needs an
+            :math:`\ell_1`-type threshold, a single dense dictionary, signals ``(B, n_features)`` and a solve
+            without an autograd graph (``torch.no_grad()``, or implicit differentiation).
     """
 
     #: whether the iteration converges to a minimiser of the problem it is given (a learned iteration does not)
     converges_to_minimiser: bool = True
 
     def __init__(self, max_iter: int = 100, tol: float | None = None, *, step: float | None = None,
-                 init: str = "zeros", check_every: int = 1) -> None:
+                 init: str = "zeros", check_every: int = 1, polish_every: int | None = None) -> None:
         super().__init__()
         check_positive_int(max_iter, "max_iter")
         check_positive_int(check_every, "check_every")
+        check_positive_int(polish_every, "polish_every", allow_none=True)
+        if polish_every is not None and tol is None:
+            raise ValueError("polish_every needs a tolerance (tol=...): a polished code is accepted when its KKT "
+                             "residual meets tol")
+        if polish_every is not None and not self.converges_to_minimiser:
+            raise ValueError(f"polish_every needs a solver that minimises; {type(self).__name__} does not")
         if tol is not None and (isinstance(tol, bool) or not isinstance(tol, (int, float)) or not tol > 0):
             raise ValueError(f"tol must be a positive number or None, got {tol!r}")
         if step is not None and (isinstance(step, bool) or not isinstance(step, (int, float)) or not step > 0):
@@ -102,6 +125,7 @@ class Solver(nn.Module, abc.ABC):
         if init not in INITS:
             raise ValueError(f"init must be one of {INITS}, got {init!r}")
         self.max_iter, self.tol, self.step_size, self.init, self.check_every = max_iter, tol, step, init, check_every
+        self.polish_every = polish_every
 
     # --- what a subclass defines --------------------------------------------------------------------------------------
     @abc.abstractmethod
@@ -165,8 +189,12 @@ class Solver(nn.Module, abc.ABC):
             scale = per_sample_max_abs(b.detach()).clamp_min(torch.finfo(torch.float32).tiny)
             converged = self._optimal_at_start(b, threshold, L, state)
             active = ~converged
+        gram = self._polish_gram(op, x, b, threshold, L, state)
         if not trace and self._can_split_rows(op, x, b, threshold, L, state):
-            return self._solve_by_rows(op, x, b, threshold, L, state, scale, converged)
+            return self._solve_by_rows(op, x, b, threshold, L, state, scale, converged, gram)
+        polished = torch.zeros_like(active)  # the samples done with a polished code (in `override`)
+        override = torch.zeros_like(b) if gram is not None else None
+        polisher = SupportPolish(gram, threshold, n_samples) if gram is not None else None
         objs, kkts = [], []
         n_iter = 0
         all_optimal = self.tol is not None and not bool(active.any())
@@ -189,15 +217,26 @@ class Solver(nn.Module, abc.ABC):
                 now = (measure.detach() / scale) <= self.tol
                 converged |= active & now
                 active = active & ~now
+                if polisher is not None and (k + 1) % self.polish_every == 0 and bool(active.any()):
+                    with torch.no_grad():
+                        idx = active.nonzero().squeeze(1)
+                        done, code = polisher(idx, self.code(state, threshold, L).index_select(0, idx),
+                                              b.index_select(0, idx), self.tol * scale.index_select(0, idx))
+                        done = idx.index_select(0, done)
+                        override.index_copy_(0, done, code)
+                        for mask in (polished, converged):
+                            mask.index_fill_(0, done, True)
+                        active.index_fill_(0, done, False)
             if trace:
                 with torch.no_grad():
-                    u = self.code(state, threshold, L)
+                    u = _polished_code(self.code(state, threshold, L), polished, override)
                     objs.append(objective(op, x, u, threshold))
                     kkts.append(kkt_residual(op, x, u, threshold, b))
             if self.tol is not None and (k + 1) % self.check_every == 0 and not bool(active.any()):
                 break
         result_trace = SolveTrace(torch.stack(objs), torch.stack(kkts)) if trace else None
-        return SolveResult(code=self.code(state, threshold, L), n_iter=n_iter, converged=converged,
+        code = _polished_code(self.code(state, threshold, L), polished, override)
+        return SolveResult(code=code, n_iter=n_iter, converged=converged,
                            n_iter_per_sample=iters, trace=result_trace, state=state)
 
     def _optimal_at_start(self, b: torch.Tensor, threshold: Threshold, L: torch.Tensor,
@@ -208,6 +247,32 @@ class Solver(nn.Module, abc.ABC):
             return torch.zeros(b.shape[0], dtype=torch.bool, device=b.device)
         with torch.no_grad():
             return _zero_start_is_optimal(self.code(state, threshold, L), b, threshold)
+
+    def _polish_gram(self, op: Operator, x: torch.Tensor, b: torch.Tensor, threshold: Threshold, L: torch.Tensor,
+                     state: State) -> torch.Tensor | None:
+        """The Gram matrix the support polish solves with (``None`` without ``polish_every``); a clear error where
+        polishing cannot apply."""
+        if self.polish_every is None:
+            return None
+        if threshold.active_face(b[:0].detach()) is None:
+            raise ValueError(f"polish_every needs an l1-type threshold (SoftThreshold, NonNegSoftThreshold), got "
+                             f"{type(threshold).__name__}")
+        lam = threshold.lam
+        if lam.ndim > 1 or (lam.ndim == 1 and lam.numel() not in (1, b.shape[-1])):
+            raise ValueError(f"polish_every needs a lambda shared by the samples (a scalar or one per atom), got "
+                             f"shape {tuple(lam.shape)}")
+        if not isinstance(op, DenseOperator) or op.stacked or x.ndim != 2 or b.ndim != 2:
+            raise ValueError("polish_every needs a single dense dictionary and signals of shape (B, n_features), got "
+                             f"{type(op).__name__} and x of shape {tuple(x.shape)}")
+        tensors = [x, b, L, *state.values(), *threshold.parameters(), *self.parameters()]
+        if torch.is_grad_enabled() and any(t.requires_grad for t in tensors):
+            raise ValueError("polish_every needs a solve without an autograd graph (torch.no_grad(), or implicit "
+                             "differentiation): a polished code is not a function of the iterations")
+        with torch.no_grad():
+            gram = op.gram_matrix()
+        if gram.ndim != 2:
+            raise ValueError(f"polish_every needs one Gram matrix (n_atoms, n_atoms), got shape {tuple(gram.shape)}")
+        return gram.to(b.dtype)
 
     # --- the same loop, faster for many independent rows on the CPU ---------------------------------------------------
     #: whether one iteration treats the rows of (x, b, state) independently given a shared operator, threshold and L
@@ -238,7 +303,7 @@ class Solver(nn.Module, abc.ABC):
 
     def _solve_by_rows(self, op: Operator, x: torch.Tensor, b: torch.Tensor, threshold: Threshold,
                        L: torch.Tensor, state: State, scale: torch.Tensor | None,
-                       converged: torch.Tensor) -> SolveResult:
+                       converged: torch.Tensor, gram: torch.Tensor | None = None) -> SolveResult:
         """The loop of :meth:`solve` (same iterates, stopping and counters) run block of rows by block of rows, each
         block's codes about :data:`BLOCK_BYTES` so that an iteration's tensors stay in cache; with a tolerance, a row
         leaves its block at the iteration it converges."""
@@ -252,6 +317,8 @@ class Solver(nn.Module, abc.ABC):
         if self.tol is None and self._optimal_zero_start_is_fixed:
             fixed = self._optimal_at_start(b, threshold, L, state)
         iters = torch.zeros(n_samples, dtype=torch.long, device=x.device)
+        polished = torch.zeros_like(converged)
+        override = torch.zeros_like(b) if gram is not None else None
         n_iter = 0
         for start in range(0, n_samples, rows_per_block):
             rows = slice(start, start + rows_per_block)
@@ -263,12 +330,14 @@ class Solver(nn.Module, abc.ABC):
                 iters[rows] = self.max_iter
                 n_block = self.max_iter
             else:
-                block, n_block = self._tolerance_loop(op, x_rows, b_rows, threshold, L, block, scale[rows],
-                                                      converged[rows], iters[rows])
+                block, n_block = self._tolerance_loop(
+                    op, x_rows, b_rows, threshold, L, block, scale[rows], converged[rows], iters[rows],
+                    None if gram is None else (gram, polished[rows], override[rows]))
             for key in final:
                 final[key][rows] = block[key]
             n_iter = max(n_iter, n_block)
-        return SolveResult(code=self.code(final, threshold, L), n_iter=n_iter, converged=converged,
+        code = _polished_code(self.code(final, threshold, L), polished, override)
+        return SolveResult(code=code, n_iter=n_iter, converged=converged,
                            n_iter_per_sample=iters, trace=None, state=final)
 
     def _fixed_iterations(self, op: Operator, x: torch.Tensor, b: torch.Tensor, threshold: Threshold,
@@ -286,12 +355,15 @@ class Solver(nn.Module, abc.ABC):
 
     def _tolerance_loop(self, op: Operator, x: torch.Tensor, b: torch.Tensor, threshold: Threshold,
                         L: torch.Tensor, state: State, scale: torch.Tensor, converged: torch.Tensor,
-                        iters: torch.Tensor) -> tuple[State, int]:
+                        iters: torch.Tensor, polish: tuple[torch.Tensor, torch.Tensor, torch.Tensor] | None = None
+                        ) -> tuple[State, int]:
         """Iterate one block until all its rows meet ``tol`` or ``max_iter``; fills the views ``converged`` and
         ``iters`` and returns the final state and the iteration count. A row leaves the working set as soon as it
         converges (its state is copied out then), so later iterations cost only what the remaining rows cost; rows
-        that ``converged`` marks on entry never enter it."""
+        that ``converged`` marks on entry never enter it. ``polish``: ``(gram, polished, override)``: the Gram
+        matrix of the support polish and the views where the rows it certifies are marked and their codes written."""
         final = {key: torch.empty_like(v) for key, v in state.items()}
+        polisher = SupportPolish(polish[0], threshold, x.shape[0]) if polish is not None else None
         rows = (~converged).nonzero().squeeze(1)
         if rows.numel() < x.shape[0]:
             done = converged.nonzero().squeeze(1)
@@ -306,6 +378,18 @@ class Solver(nn.Module, abc.ABC):
             n_iter = k + 1
             state, measure = self.step(op, x, b, threshold, L, state, need_measure=True)
             now = (measure.detach() / scale) <= self.tol
+            if polisher is not None and n_iter % self.polish_every == 0:
+                _, polished, override = polish
+                remaining = (~now).nonzero().squeeze(1)
+                done, code = polisher(rows.index_select(0, remaining),
+                                      self.code(state, threshold, L).index_select(0, remaining),
+                                      b.index_select(0, remaining), self.tol * scale.index_select(0, remaining))
+                if done.numel():
+                    done = remaining.index_select(0, done)
+                    out = rows.index_select(0, done)
+                    override.index_copy_(0, out, code)
+                    polished.index_fill_(0, out, True)
+                    now = now.index_fill(0, done, True)
             if bool(now.any()):
                 done = now.nonzero().squeeze(1)
                 out = rows.index_select(0, done)
