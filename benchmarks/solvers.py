@@ -20,7 +20,9 @@ preceded by a warm-up, times are ``time.perf_counter`` medians over interleaved 
 of iterations (``tol=None``): the smallest count that reaches 1e-6, found from an untimed pass that records the
 objective at checkpoints (whose time, excluding the evaluations, also draws the curves); ``fista_restart_tol``,
 ``sparsa_tol`` and ``admm_tol`` are stopped per sample by their own tolerance (converged samples leave the batch),
-with the largest ``tol`` that reaches 1e-6 (half-decade grid, then three log-bisection steps). scikit-learn's ``lasso_cd``
+``sparsa_polish_tol`` and ``admm_polish_tol`` the same with the support polish (``polish_every=5``: a sample whose
+face is stable is solved exactly on it and stops when the KKT test certifies it), each with the largest ``tol`` that
+reaches 1e-6 (half-decade grid, then three log-bisection steps). scikit-learn's ``lasso_cd``
 is driven by ``max_iter`` (its tolerance is fixed inside ``sparse_encode``; the smallest sufficient ``max_iter`` is
 found by bisection), ``celer``/``skglm`` (one fit per signal, when installed) by ``tol``; ``lasso_lars`` is exact and
 has a single point; these three run for batches up to 256 only (one fit per signal is too slow beyond). Every
@@ -230,6 +232,9 @@ OUR_SOLVERS_TOL: dict[str, Callable[[float, int], Solver]] = {
     "fista_restart": lambda tol, k: FISTA(max_iter=k, tol=tol, restart=True),
     "sparsa": lambda tol, k: SpaRSA(max_iter=k, tol=tol),
     "admm": lambda tol, k: ADMM(max_iter=k, tol=tol),
+    # with the support polish: every 5 iterations, the exact minimiser on each sample's face once it is stable
+    "sparsa_polish": lambda tol, k: SpaRSA(max_iter=k, tol=tol, polish_every=5),
+    "admm_polish": lambda tol, k: ADMM(max_iter=k, tol=tol, polish_every=5),
 }
 
 
@@ -607,7 +612,8 @@ def markdown_table(results: dict) -> str:
 
 
 #: the runs of ours the target is about ("batched FISTA, or a better method of ours": FISTA, SpaRSA, ADMM)
-TARGET_SOLVERS = ("fista", "fista_restart", "fista_restart_tol", "sparsa", "sparsa_tol", "admm", "admm_tol")
+TARGET_SOLVERS = ("fista", "fista_restart", "fista_restart_tol", "sparsa", "sparsa_tol", "admm", "admm_tol",
+                  "sparsa_polish_tol", "admm_polish_tol")
 
 
 def target_summary(results: dict) -> list[str]:

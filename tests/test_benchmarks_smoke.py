@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import json
+import platform
 import subprocess
 import sys
 from pathlib import Path
@@ -33,12 +34,15 @@ def test_solvers_quick(tmp_path):
 
 
 def test_layers_quick(tmp_path):
-    proc = subprocess.run([sys.executable, str(REPO / "benchmarks" / "layers.py"), "--quick", "--out", str(tmp_path)],
+    keep_heap = platform.libc_ver()[0] == "glibc"  # --keep-heap needs glibc's mallopt
+    proc = subprocess.run([sys.executable, str(REPO / "benchmarks" / "layers.py"), "--quick", "--out", str(tmp_path),
+                           *(["--keep-heap"] if keep_heap else [])],
                           cwd=REPO, capture_output=True, text=True, timeout=300)
     assert proc.returncode == 0, proc.stderr[-3000:]
     results = json.loads((tmp_path / "layers.json").read_text())
     meta, mixers, models = results["meta"], results["mixers"], results["models"]
     assert meta["threads"] == 1 and meta["reference"] == "timm_attention" and meta["quick"]
+    assert meta["allocator"].startswith("glibc, heap kept") if keep_heap else meta["allocator"] == "default"
     names = {row["mixer"] for row in mixers}
     assert {"timm_attention", "self", "perf", "vars_d/original", "vars_d/paper", "vars_sd/original",
             "vars_sd/paper", "vars_s/original", "vars_s/paper"} <= names
@@ -54,3 +58,17 @@ def test_layers_quick(tmp_path):
     table = (tmp_path / "layers.md").read_text()
     assert "| vars_sd/original |" in table and "images/s" in table
     assert (tmp_path / "layers.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+def test_polish_quick(tmp_path):
+    proc = subprocess.run([sys.executable, str(REPO / "benchmarks" / "polish.py"), "--quick", "--out", str(tmp_path)],
+                          cwd=REPO, capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    results = json.loads((tmp_path / "polish.json").read_text())
+    assert results["meta"]["quick"] and results["meta"]["polish_every"] == 5
+    assert {r["solver"] for r in results["rows"]} == {"sparsa", "admm"}
+    for row in results["rows"]:
+        assert row["plain"]["median_s"] > 0 and row["polished"]["median_s"] > 0
+        assert abs(row["ratio"] - row["polished"]["median_s"] / row["plain"]["median_s"]) < 1e-12
+        assert abs(row["objective_gap"]) < 1e-4  # the two runs solve the same problem
+    assert "| problem | λ/λmax | batch |" in (tmp_path / "polish.md").read_text()

@@ -31,6 +31,7 @@ BENCHMARKS: dict[str, str] = {
     "solvers": "python benchmarks/solvers.py",
     "layers": "python benchmarks/layers.py",
     "memory": "python benchmarks/memory.py --out benchmarks/results/memory.json",
+    "polish": "python benchmarks/polish.py",
 }
 
 
