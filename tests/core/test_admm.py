@@ -304,3 +304,39 @@ def test_the_starting_dual_of_a_non_convex_penalty_is_zero():
     b = op.encode(x)
     state = solver.init_state(op, x, b, HardThreshold(0.1), solver.lipschitz(op, x), torch.zeros_like(b))
     assert torch.count_nonzero(state["W"]) == 0
+
+
+def _coherent_problem(seed: int, n: int, m: int, batch: int):
+    """Atoms mixed from n/2 base directions plus noise: a coherent design like a learned dictionary."""
+    g = torch.Generator().manual_seed(seed)
+    base = torch.randn(n, n // 2, generator=g, dtype=torch.float64)
+    P = base @ torch.randn(n // 2, m, generator=g, dtype=torch.float64)
+    P = P + 0.3 * torch.randn(n, m, generator=g, dtype=torch.float64)
+    return P / P.norm(dim=0), torch.randn(batch, n, generator=g, dtype=torch.float64)
+
+
+@pytest.mark.parametrize("n, m", [(16, 32), (32, 64)])
+def test_float32_tolerance_is_reached_thanks_to_the_penalty_floor(n, m, monkeypatch):
+    # the u-step's cancellation leaves u an error of about eps |y| / rho: with rho balanced down to a small fraction
+    # of L, float32 samples stall above tol = 1e-5; the floor 4 eps L / tol keeps every sample within reach
+    P, x = _coherent_problem(0, n, m, 64)
+    threshold = SoftThreshold(0.05 * float((x @ P).abs().amax(dim=1).median()))
+    op = LinearDictionary(weight=P.float(), learnable=False).bind()
+    solver = ADMM(max_iter=2000, tol=1e-5)
+    with torch.no_grad():
+        res = solver.solve(op, x.float(), threshold)
+    assert bool(res.converged.all()), int((~res.converged).sum())
+    floor = 4 * torch.finfo(torch.float32).eps / 1e-5 * float(op.lipschitz())
+    assert float(res.state["rho"].min()) >= floor * (1 - 1e-6)
+    monkeypatch.setattr(ADMM, "_rho_floor", lambda self, L, threshold, dtype: None)
+    with torch.no_grad():
+        stalled = solver.solve(op, x.float(), threshold)
+    assert not bool(stalled.converged.all())  # without the floor some samples stall (the test can fail)
+
+
+def test_no_penalty_floor_without_a_tolerance_or_in_float64_at_usual_tolerances():
+    L = torch.tensor(20.0, dtype=torch.float64)
+    threshold = SoftThreshold(0.1)
+    assert ADMM(max_iter=5)._rho_floor(L, threshold, torch.float32) is None
+    assert ADMM(max_iter=5, tol=1e-5, adaptive=False)._rho_floor(L, threshold, torch.float32) is None
+    assert float(ADMM(max_iter=5, tol=1e-8)._rho_floor(L, threshold, torch.float64)) < 1e-6 * float(L)
