@@ -37,7 +37,7 @@ def _lam(b, frac, nonneg=False):
 def test_polished_solvers_match_sklearn(make, nonneg, seed, n, ratio, frac, batch):
     m = max(2, int(n * ratio))
     op, x, P = unit_norm_problem(seed, n, m, batch)
-    lam = _lam(x @ P, frac, nonneg)
+    lam = _lam(x @ P, frac, nonneg) or 0.1  # (all of P^T x negative: no scale from it for the non-negative Lasso)
     threshold = NonNegSoftThreshold(lam) if nonneg else SoftThreshold(lam)
     with torch.no_grad():
         res = make().solve(op, x, threshold)
