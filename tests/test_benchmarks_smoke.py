@@ -69,6 +69,7 @@ def test_polish_quick(tmp_path):
     assert {r["solver"] for r in results["rows"]} == {"sparsa", "admm"}
     for row in results["rows"]:
         assert row["plain"]["median_s"] > 0 and row["polished"]["median_s"] > 0
-        assert abs(row["ratio"] - row["polished"]["median_s"] / row["plain"]["median_s"]) < 1e-12
+        assert row["plain"]["n_iter"] >= 1 and row["polished"]["n_iter"] >= 1
+        assert row["polished"]["max_rel_kkt"] >= 0 and row["plain"]["max_rel_kkt"] >= 0
         assert abs(row["objective_gap"]) < 1e-4  # the two runs solve the same problem
     assert "| problem | λ/λmax | batch |" in (tmp_path / "polish.md").read_text()

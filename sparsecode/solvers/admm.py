@@ -56,7 +56,7 @@ carries a rounding error of about :math:`\varepsilon\|y\|/\rho` and the optimali
 :math:`L\varepsilon\|y\|/\rho`: below the floor the tolerance may be out of reach. In float32 at ``tol=1e-5`` on
 learned image patches at :math:`0.1\lambda_{\max}` (:math:`L = 21`), the balancing drove :math:`\rho` of some
 samples to :math:`0.005L` and 20 of 256 stalled at a measure of 3–9e-5 for 3000 iterations; with the floor
-(:math:`0.048L`) all converged, within 800 iterations. In float64 the floor is :math:`10^{-7}L` or less for any
+(:math:`0.048L`) all converged, within 1027 iterations. In float64 the floor is :math:`10^{-7}L` or less for any
 tolerance above :math:`10^{-8}`; without a tolerance (a fixed number of iterations) there is none.
 
 **Optimality measure.** With :math:`z^+ = \operatorname{prox}_{\lambda R/\rho}(v)`, :math:`\rho w^+ \in

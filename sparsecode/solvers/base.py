@@ -54,13 +54,6 @@ def _zero_start_is_optimal(start: torch.Tensor, b: torch.Tensor, threshold: Thre
     return per_sample_is_zero(start) & threshold.zero_is_optimal(b.detach())
 
 
-def _polished_code(code: torch.Tensor, polished: torch.Tensor, override: torch.Tensor | None) -> torch.Tensor:
-    """``code`` with the rows that ``polished`` marks taken from ``override``."""
-    if override is None or not bool(polished.any()):
-        return code
-    return torch.where(polished.unsqueeze(1), override, code)
-
-
 def _per_sample_where(mask: torch.Tensor, new: torch.Tensor, old: torch.Tensor) -> torch.Tensor:
     return torch.where(per_sample_view(mask, new), new, old)
 
@@ -189,12 +182,9 @@ class Solver(nn.Module, abc.ABC):
             scale = per_sample_max_abs(b.detach()).clamp_min(torch.finfo(torch.float32).tiny)
             converged = self._optimal_at_start(b, threshold, L, state)
             active = ~converged
-        gram = self._polish_gram(op, x, b, threshold, L, state)
+        polisher = self._support_polish(op, x, b, threshold, L, state)
         if not trace and self._can_split_rows(op, x, b, threshold, L, state):
-            return self._solve_by_rows(op, x, b, threshold, L, state, scale, converged, gram)
-        polished = torch.zeros_like(active)  # the samples done with a polished code (in `override`)
-        override = torch.zeros_like(b) if gram is not None else None
-        polisher = SupportPolish(gram, threshold, n_samples) if gram is not None else None
+            return self._solve_by_rows(op, x, b, threshold, L, state, scale, converged, polisher)
         objs, kkts = [], []
         n_iter = 0
         all_optimal = self.tol is not None and not bool(active.any())
@@ -220,24 +210,23 @@ class Solver(nn.Module, abc.ABC):
                 if polisher is not None and (k + 1) % self.polish_every == 0 and bool(active.any()):
                     with torch.no_grad():
                         idx = active.nonzero().squeeze(1)
-                        done, code = polisher(idx, self.code(state, threshold, L).index_select(0, idx),
-                                              b.index_select(0, idx), self.tol * scale.index_select(0, idx))
-                        done = idx.index_select(0, done)
-                        override.index_copy_(0, done, code)
-                        for mask in (polished, converged):
-                            mask.index_fill_(0, done, True)
+                        done = idx.index_select(0, polisher(idx, self.code(state, threshold, L).index_select(0, idx),
+                                                            b.index_select(0, idx),
+                                                            self.tol * scale.index_select(0, idx)))
+                        converged.index_fill_(0, done, True)
                         active.index_fill_(0, done, False)
             if trace:
                 with torch.no_grad():
-                    u = _polished_code(self.code(state, threshold, L), polished, override)
+                    u = self.code(state, threshold, L)
+                    u = u if polisher is None else polisher.apply(u)
                     objs.append(objective(op, x, u, threshold))
                     kkts.append(kkt_residual(op, x, u, threshold, b))
             if self.tol is not None and (k + 1) % self.check_every == 0 and not bool(active.any()):
                 break
         result_trace = SolveTrace(torch.stack(objs), torch.stack(kkts)) if trace else None
-        code = _polished_code(self.code(state, threshold, L), polished, override)
-        return SolveResult(code=code, n_iter=n_iter, converged=converged,
-                           n_iter_per_sample=iters, trace=result_trace, state=state)
+        code = self.code(state, threshold, L)
+        return SolveResult(code=code if polisher is None else polisher.apply(code), n_iter=n_iter,
+                           converged=converged, n_iter_per_sample=iters, trace=result_trace, state=state)
 
     def _optimal_at_start(self, b: torch.Tensor, threshold: Threshold, L: torch.Tensor,
                           state: State) -> torch.Tensor:
@@ -248,10 +237,10 @@ class Solver(nn.Module, abc.ABC):
         with torch.no_grad():
             return _zero_start_is_optimal(self.code(state, threshold, L), b, threshold)
 
-    def _polish_gram(self, op: Operator, x: torch.Tensor, b: torch.Tensor, threshold: Threshold, L: torch.Tensor,
-                     state: State) -> torch.Tensor | None:
-        """The Gram matrix the support polish solves with (``None`` without ``polish_every``); a clear error where
-        polishing cannot apply."""
+    def _support_polish(self, op: Operator, x: torch.Tensor, b: torch.Tensor, threshold: Threshold,
+                        L: torch.Tensor, state: State) -> SupportPolish | None:
+        """The support polish of this solve (``None`` without ``polish_every``); a clear error where polishing
+        cannot apply."""
         if self.polish_every is None:
             return None
         if threshold.active_face(b[:0].detach()) is None:
@@ -272,7 +261,7 @@ class Solver(nn.Module, abc.ABC):
             gram = op.gram_matrix()
         if gram.ndim != 2:
             raise ValueError(f"polish_every needs one Gram matrix (n_atoms, n_atoms), got shape {tuple(gram.shape)}")
-        return gram.to(b.dtype)
+        return SupportPolish(gram.to(b.dtype), threshold, b.shape[0])
 
     # --- the same loop, faster for many independent rows on the CPU ---------------------------------------------------
     #: whether one iteration treats the rows of (x, b, state) independently given a shared operator, threshold and L
@@ -303,7 +292,7 @@ class Solver(nn.Module, abc.ABC):
 
     def _solve_by_rows(self, op: Operator, x: torch.Tensor, b: torch.Tensor, threshold: Threshold,
                        L: torch.Tensor, state: State, scale: torch.Tensor | None,
-                       converged: torch.Tensor, gram: torch.Tensor | None = None) -> SolveResult:
+                       converged: torch.Tensor, polisher: SupportPolish | None = None) -> SolveResult:
         """The loop of :meth:`solve` (same iterates, stopping and counters) run block of rows by block of rows, each
         block's codes about :data:`BLOCK_BYTES` so that an iteration's tensors stay in cache; with a tolerance, a row
         leaves its block at the iteration it converges."""
@@ -317,8 +306,6 @@ class Solver(nn.Module, abc.ABC):
         if self.tol is None and self._optimal_zero_start_is_fixed:
             fixed = self._optimal_at_start(b, threshold, L, state)
         iters = torch.zeros(n_samples, dtype=torch.long, device=x.device)
-        polished = torch.zeros_like(converged)
-        override = torch.zeros_like(b) if gram is not None else None
         n_iter = 0
         for start in range(0, n_samples, rows_per_block):
             rows = slice(start, start + rows_per_block)
@@ -332,13 +319,13 @@ class Solver(nn.Module, abc.ABC):
             else:
                 block, n_block = self._tolerance_loop(
                     op, x_rows, b_rows, threshold, L, block, scale[rows], converged[rows], iters[rows],
-                    None if gram is None else (gram, polished[rows], override[rows]))
+                    polisher, start)
             for key in final:
                 final[key][rows] = block[key]
             n_iter = max(n_iter, n_block)
-        code = _polished_code(self.code(final, threshold, L), polished, override)
-        return SolveResult(code=code, n_iter=n_iter, converged=converged,
-                           n_iter_per_sample=iters, trace=None, state=final)
+        code = self.code(final, threshold, L)
+        return SolveResult(code=code if polisher is None else polisher.apply(code), n_iter=n_iter,
+                           converged=converged, n_iter_per_sample=iters, trace=None, state=final)
 
     def _fixed_iterations(self, op: Operator, x: torch.Tensor, b: torch.Tensor, threshold: Threshold,
                           L: torch.Tensor, state: State, fixed: torch.Tensor | None) -> State:
@@ -355,15 +342,14 @@ class Solver(nn.Module, abc.ABC):
 
     def _tolerance_loop(self, op: Operator, x: torch.Tensor, b: torch.Tensor, threshold: Threshold,
                         L: torch.Tensor, state: State, scale: torch.Tensor, converged: torch.Tensor,
-                        iters: torch.Tensor, polish: tuple[torch.Tensor, torch.Tensor, torch.Tensor] | None = None
+                        iters: torch.Tensor, polisher: SupportPolish | None = None, offset: int = 0
                         ) -> tuple[State, int]:
         """Iterate one block until all its rows meet ``tol`` or ``max_iter``; fills the views ``converged`` and
         ``iters`` and returns the final state and the iteration count. A row leaves the working set as soon as it
         converges (its state is copied out then), so later iterations cost only what the remaining rows cost; rows
-        that ``converged`` marks on entry never enter it. ``polish``: ``(gram, polished, override)``: the Gram
-        matrix of the support polish and the views where the rows it certifies are marked and their codes written."""
+        that ``converged`` marks on entry never enter it. ``polisher``: the solve's support polish, whose row ids are
+        this block's rows plus ``offset``."""
         final = {key: torch.empty_like(v) for key, v in state.items()}
-        polisher = SupportPolish(polish[0], threshold, x.shape[0]) if polish is not None else None
         rows = (~converged).nonzero().squeeze(1)
         if rows.numel() < x.shape[0]:
             done = converged.nonzero().squeeze(1)
@@ -379,17 +365,12 @@ class Solver(nn.Module, abc.ABC):
             state, measure = self.step(op, x, b, threshold, L, state, need_measure=True)
             now = (measure.detach() / scale) <= self.tol
             if polisher is not None and n_iter % self.polish_every == 0:
-                _, polished, override = polish
                 remaining = (~now).nonzero().squeeze(1)
-                done, code = polisher(rows.index_select(0, remaining),
-                                      self.code(state, threshold, L).index_select(0, remaining),
-                                      b.index_select(0, remaining), self.tol * scale.index_select(0, remaining))
+                done = polisher(rows.index_select(0, remaining) + offset,
+                                self.code(state, threshold, L).index_select(0, remaining),
+                                b.index_select(0, remaining), self.tol * scale.index_select(0, remaining))
                 if done.numel():
-                    done = remaining.index_select(0, done)
-                    out = rows.index_select(0, done)
-                    override.index_copy_(0, out, code)
-                    polished.index_fill_(0, out, True)
-                    now = now.index_fill(0, done, True)
+                    now = now.index_fill(0, remaining.index_select(0, done), True)
             if bool(now.any()):
                 done = now.nonzero().squeeze(1)
                 out = rows.index_select(0, done)

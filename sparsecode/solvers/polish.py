@@ -84,26 +84,28 @@ def polish_on_support(gram: torch.Tensor, b: torch.Tensor, u: torch.Tensor, thre
 
 
 class SupportPolish:
-    r"""The polish as a solver loop uses it: at a check, a row is polished only if its face (support and signs) is
-    the one it had at the previous check — a face still changing is not worth a factorisation.
+    r"""The polish as a solver loop uses it, with a record per row of the batch: at a check, a row is polished only
+    if its face (support and signs) is the one it had at the previous check — a face still changing is not worth a
+    factorisation — and the certified codes are kept until :meth:`apply` puts them in the result.
 
     Args:
         gram: :math:`G = P^\top P`, ``(m, m)``.
         threshold: an :math:`\ell_1`-type threshold.
-        n_rows: the number of rows the loop may ask about (row ids index a per-row record of the last face).
+        n_rows: the batch size (row ids index the records).
     """
 
     def __init__(self, gram: torch.Tensor, threshold: Threshold, n_rows: int) -> None:
         self.gram, self.threshold = gram, threshold
         self.last_face = torch.zeros(n_rows, gram.shape[-1], dtype=torch.int8, device=gram.device)
+        self.done = torch.zeros(n_rows, dtype=torch.bool, device=gram.device)
+        self.codes = torch.zeros(n_rows, gram.shape[-1], dtype=gram.dtype, device=gram.device)
 
-    def __call__(self, ids: torch.Tensor, u: torch.Tensor, b: torch.Tensor,
-                 bound: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    def __call__(self, ids: torch.Tensor, u: torch.Tensor, b: torch.Tensor, bound: torch.Tensor) -> torch.Tensor:
         r"""Polish the rows ``ids`` (codes ``u``, :math:`P^\top x` ``b``, accepted residual ``bound``) whose face
-        has not changed since the last call.
+        has not changed since the last call, and record the certified codes.
 
         Returns:
-            ``(done, codes)``: positions in ``ids`` whose polished code is certified, and those codes.
+            the positions in ``ids`` whose polished code is certified (those rows are done).
         """
         support, signs = self.threshold.active_face(u)
         face = torch.where(support, signs, torch.zeros((), dtype=signs.dtype, device=signs.device)).to(torch.int8)
@@ -111,7 +113,17 @@ class SupportPolish:
         self.last_face.index_copy_(0, ids, face)
         tried = stable.nonzero().squeeze(1)
         if not tried.numel():
-            return tried, u[:0]
+            return tried
         codes, ok = polish_on_support(self.gram, b.index_select(0, tried), u.index_select(0, tried), self.threshold,
                                       bound.index_select(0, tried))
-        return tried[ok], codes[ok]
+        certified = tried[ok]
+        rows = ids.index_select(0, certified)
+        self.codes.index_copy_(0, rows, codes[ok])
+        self.done.index_fill_(0, rows, True)
+        return certified
+
+    def apply(self, code: torch.Tensor) -> torch.Tensor:
+        """``code`` (the whole batch) with the rows certified so far replaced by their polished codes."""
+        if not bool(self.done.any()):
+            return code
+        return torch.where(self.done.unsqueeze(1), self.codes, code)

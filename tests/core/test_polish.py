@@ -92,13 +92,16 @@ def test_support_polish_waits_for_a_stable_face():
     threshold = SoftThreshold(_lam(x @ P, 0.5))
     with torch.no_grad():
         exact = FISTA(max_iter=100_000, tol=1e-13, restart=True).solve(op, x, threshold).code
-    polisher = SupportPolish(P.T @ P, threshold, 3)
-    ids, bound = torch.arange(3), torch.full((3,), 1e-9)
-    done, _ = polisher(ids, exact, x @ P, bound)  # first sight of these faces (the record starts at 0)
-    assert done.numel() == 0
-    done, codes = polisher(ids, exact, x @ P, bound)  # the same faces again: polished and certified
-    assert done.tolist() == [0, 1, 2]
-    torch.testing.assert_close(codes, exact, atol=1e-9, rtol=0)
+    polisher = SupportPolish(P.T @ P, threshold, 5)
+    ids, bound = torch.tensor([4, 0, 2]), torch.full((3,), 1e-9)
+    assert polisher(ids, exact, x @ P, bound).numel() == 0  # first sight of these faces (the record starts at 0)
+    assert torch.equal(polisher.apply(exact), exact)
+    start = exact + 0.1 * (exact != 0)  # the same faces again, away from the minimiser: polished and certified
+    assert polisher(ids, start, x @ P, bound).tolist() == [0, 1, 2]
+    assert polisher.done.tolist() == [True, False, True, False, True]
+    batch = torch.zeros(5, exact.shape[1], dtype=exact.dtype)
+    batch[ids] = start
+    torch.testing.assert_close(polisher.apply(batch)[ids], exact, atol=1e-9, rtol=0)
 
 
 @pytest.mark.parametrize("make", [lambda **kw: SpaRSA(max_iter=5000, tol=1e-9, **kw),
