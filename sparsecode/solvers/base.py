@@ -16,7 +16,7 @@ whose first dimension indexes samples. Subclasses define one iteration (:meth:`S
   minimiser on the face of its current code (:mod:`.polish`: one small linear system per sample); a sample whose
   polished code passes the KKT test, residual :math:`\le` ``tol`` :math:`\cdot\|P^\top x\|_\infty`, is done with
   that code. The support of a sparse code settles long before the iterates converge, so this ends most samples
-  early; the others are not disturbed.
+  early; the others go on as before (up to the rounding of products over a smaller batch).
 
 The step size is :math:`1/L` with :math:`L` from ``op.lipschitz()`` unless ``step`` is given.
 """
