@@ -9,6 +9,7 @@ call's top Ritz vector.
 """
 from __future__ import annotations
 
+import functools
 from typing import Callable, Sequence
 
 import torch
@@ -17,6 +18,17 @@ __all__ = ["power_iteration", "perron_bound", "DEFAULT_MARGIN"]
 
 #: multiplicative safety margin applied to the estimates
 DEFAULT_MARGIN = 1.002
+
+
+@functools.lru_cache(maxsize=64)
+def _seeded_normal(shape: tuple[int, ...], dtype: torch.dtype, device: torch.device) -> torch.Tensor:
+    """Standard normal draws from a CPU generator seeded with 0, moved to ``device``: the same start vector on every
+    device (a CUDA generator with the same seed draws other numbers), so the estimate does not depend on where the
+    operator lives. Cached (read-only): a fixed seed gives the same draws at every call, and the cache spares the
+    host-to-device copy."""
+    with torch.inference_mode(False), torch.no_grad():  # a plain tensor, usable whatever mode the caller is in
+        gen = torch.Generator(device="cpu").manual_seed(0)
+        return torch.randn(shape, dtype=dtype, generator=gen).to(device)
 
 
 def power_iteration(
@@ -46,8 +58,8 @@ def power_iteration(
         n_iter: Krylov dimension (number of ``gram`` calls; fixed, so no host round trip).
         init: warm start (a previous call's vector), used when its shape matches.
         margin: safety factor ``>= 1`` applied to the estimate.
-        dtype, device, generator: for the random start (``generator=None``: a fixed seed, so the estimate is a
-            deterministic function of the operator and the warm start).
+        dtype, device, generator: for the random start (``generator=None``: a CPU generator with a fixed seed, so
+            the estimate is a deterministic function of the operator and the warm start, the same on every device).
 
     Returns:
         ``(L, v)``: ``L`` has shape ``probe_shape[:-vector_ndim] + (1,) * vector_ndim`` (broadcastable to codes) and
@@ -60,14 +72,15 @@ def power_iteration(
         vec_numel *= s
     k = max(1, min(int(n_iter), vec_numel))
     if generator is None:
-        generator = torch.Generator(device=torch.device(device) if device is not None else "cpu").manual_seed(0)
+        noise = _seeded_normal(probe_shape, dtype, torch.device("cpu" if device is None else device))
+    else:
+        noise = torch.randn(probe_shape, dtype=dtype, device=device, generator=generator)
     if init is not None and tuple(init.shape) == probe_shape:
         v = init.detach().to(dtype=dtype, device=device)
         # a warm start close to an eigenvector would stall the Krylov space: mix in a little noise
-        v = v + 1e-3 * v.flatten(len(lead)).norm(dim=-1).reshape(lead + (1,) * vector_ndim) * torch.randn(
-            probe_shape, dtype=dtype, device=device, generator=generator)
+        v = v + 1e-3 * v.flatten(len(lead)).norm(dim=-1).reshape(lead + (1,) * vector_ndim) * noise
     else:
-        v = torch.randn(probe_shape, dtype=dtype, device=device, generator=generator)
+        v = noise
     tiny = torch.finfo(dtype).tiny
 
     def flat(t: torch.Tensor) -> torch.Tensor:

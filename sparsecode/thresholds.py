@@ -105,9 +105,13 @@ class Threshold(nn.Module, abc.ABC):
         return self.lam_param.clamp_min(0) if self.learnable else self.lam_param
 
     def _lam_like(self, v: torch.Tensor) -> torch.Tensor:
+        # a threshold that was not moved with the codes (``solver.solve(op, x_cuda, SoftThreshold(0.1))``) follows
+        # them: one small copy per call, none once the module is on the codes' device (``layer.to(device)``)
         lam = self.lam
         if lam.dtype != v.dtype and v.is_floating_point():
             lam = lam.to(v.dtype)
+        if lam.device != v.device:
+            lam = lam.to(v.device)
         return lam
 
     @abc.abstractmethod

@@ -19,7 +19,7 @@ from typing import Sequence
 import torch
 
 from .._validation import check_trailing_shape
-from ..lipschitz import perron_bound, power_iteration
+from ..lipschitz import DEFAULT_MARGIN, perron_bound, power_iteration
 
 __all__ = ["DenseOperator", "gram_of", "EXACT_EIGENVALUE_WORK"]
 
@@ -512,11 +512,13 @@ class DenseOperator:
         return self._broadcast(L.squeeze(-1).to(w.dtype))
 
     def _exact_top_eigenvalue(self, dtype: torch.dtype) -> torch.Tensor | None:
-        r"""The top eigenvalue of :math:`G` per matrix times :math:`1 + m\,\epsilon` (a bound on the rounding error of
-        a symmetric eigensolver), detached, when it is cheap: from the cached eigendecomposition if there is one
-        (ADMM builds it), or by ``eigvalsh`` for small matrices on the CPU (:data:`EXACT_EIGENVALUE_WORK`), where one
-        dense eigensolve costs less than the Python overhead of a 30-step Krylov iteration (0.4 ms for one 128 × 128
-        Gram matrix against 3.7 ms, 1.0 against 3.9 ms at 200 × 200, float32, one CPU thread); ``None`` otherwise.
+        r"""The top eigenvalue of :math:`G` per matrix, detached, when it is cheap: from the cached eigendecomposition
+        if there is one (ADMM builds it on every device; times :math:`1 + m\,\epsilon`, a bound on the rounding
+        error of a symmetric eigensolver), or by ``eigvalsh`` for small matrices on the CPU (times the Krylov
+        estimate's :data:`~sparsecode.lipschitz.DEFAULT_MARGIN`, so that the CPU and an accelerator, which runs the
+        Krylov iteration, take the same step): below :data:`EXACT_EIGENVALUE_WORK`, one dense eigensolve costs less
+        than the Python overhead of a 30-step Krylov iteration (0.4 ms for one 128 × 128 Gram matrix against 3.7 ms,
+        1.0 against 3.9 ms at 200 × 200, float32, one CPU thread); ``None`` otherwise.
         An overcomplete matrix (:math:`n < m`) is solved on its smaller side: :math:`PP^\top` has the same non-zero
         eigenvalues (one 100 × 100 ``eigvalsh`` and the product: 0.25 ms against 0.9 ms for the 200 × 200 Gram)."""
         m = self.n_atoms
@@ -534,7 +536,9 @@ class DenseOperator:
         else:
             square = self.gram_matrix().detach().to(dtype)
         top = torch.linalg.eigvalsh(square)[..., -1].clamp_min(0)
-        return top * (1 + m * torch.finfo(dtype).eps)
+        # the Krylov estimate's margin, which an accelerator applies to the same (converged) eigenvalue: the step
+        # size, and so a fixed-iteration layer's output, must not depend on the device the dictionary lives on
+        return top * max(DEFAULT_MARGIN, 1 + m * torch.finfo(dtype).eps)
 
     def check_signal(self, x: torch.Tensor, name: str = "x") -> None:
         """Check that ``x`` has the layout this operator expects."""
