@@ -53,7 +53,7 @@ import statistics  # noqa: E402
 import tempfile  # noqa: E402
 import time  # noqa: E402
 import warnings  # noqa: E402
-from dataclasses import dataclass  # noqa: E402
+from dataclasses import dataclass, replace  # noqa: E402
 from pathlib import Path  # noqa: E402
 from typing import Callable, Sequence  # noqa: E402
 
@@ -97,12 +97,14 @@ class MixerSpec:
         kind: ``"timm"`` for timm's ``Attention``, else a mixer kind of ``integrations.vision.mixers``.
         variant: ``"original"`` or ``"paper"`` (only the VARS kinds differ).
         compiled: wrap the mixer in ``torch.compile`` (the compilation happens in the untimed warm-up).
+        compile_mode: ``torch.compile``'s ``mode`` (``"reduce-overhead"``: CUDA graphs on a GPU).
     """
 
     name: str
     kind: str
     variant: str = "original"
     compiled: bool = False
+    compile_mode: str = "default"
 
 
 MIXERS: tuple[MixerSpec, ...] = (
@@ -145,7 +147,7 @@ def _build_mixer(spec: MixerSpec, dim: int, num_heads: int, grid: int, seed: int
 
     torch.manual_seed(seed)
     module = build_mixer(spec.kind, dim, num_heads, grid, spec.variant, qkv_bias=False, seed=seed)
-    return torch.compile(module) if spec.compiled else module
+    return torch.compile(module, mode=spec.compile_mode) if spec.compiled else module
 
 
 def _train_step(module: nn.Module, x: torch.Tensor) -> None:
@@ -449,6 +451,9 @@ def _parse(argv: Sequence[str] | None) -> argparse.Namespace:
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--compile", action="store_true",
                         help="add torch.compile'd VARS-D / VARS-SD (original) rows (minutes of compilation per N)")
+    parser.add_argument("--compile-mode", default="default",
+                        choices=("default", "reduce-overhead", "max-autotune", "max-autotune-no-cudagraphs"),
+                        help="torch.compile mode of the --compile rows (reduce-overhead: CUDA graphs on a GPU)")
     parser.add_argument("--keep-heap", action="store_true",
                         help="glibc: keep freed memory in the heap between steps (see keep_heap), for every mixer")
     parser.add_argument("--name", default="layers", help="output file stem (NAME.json, NAME.md, NAME.png)")
@@ -473,7 +478,10 @@ def main(argv: Sequence[str] | None = None) -> dict:
     if args.quick:
         args.grids, args.batch, args.reps, args.warmup = [4, 8], 2, 2, 1
         args.model_batch, args.model_reps, args.img_size = 2, 1, 64
-    mixers = MIXERS + (COMPILED_MIXERS if args.compile else ())
+    compiled = tuple(spec if args.compile_mode == "default" else
+                     replace(spec, name=f"{spec.name}({args.compile_mode})", compile_mode=args.compile_mode)
+                     for spec in COMPILED_MIXERS)
+    mixers = MIXERS + (compiled if args.compile else ())
     mixer_rows = bench_mixers(args.grids, args.batch, 192, 6, args.reps, args.warmup, device, mixers=mixers,
                               seed=args.seed, reps_large=args.reps_large)
     model_rows = [] if args.no_models else bench_models(
@@ -487,6 +495,7 @@ def main(argv: Sequence[str] | None = None) -> dict:
             "memory_measure": "cuda_peak" if device.type == "cuda" else "saved_for_backward",
             "img_size": args.img_size, "model_batch": args.model_batch, "model_reps": args.model_reps,
             "model_variant": "original", "quick": bool(args.quick), "compiled_rows": bool(args.compile),
+            "compile_mode": args.compile_mode,
             "allocator": allocator,
             "command": " ".join(["python", "benchmarks/layers.py", *(argv if argv is not None else sys.argv[1:])])}
     results = {"meta": meta, "mixers": mixer_rows, "models": model_rows}

@@ -73,3 +73,23 @@ def test_polish_quick(tmp_path):
         assert row["polished"]["max_rel_kkt"] >= 0 and row["plain"]["max_rel_kkt"] >= 0
         assert abs(row["objective_gap"]) < 1e-4  # the two runs solve the same problem
     assert "| problem | λ/λmax | batch |" in (tmp_path / "polish.md").read_text()
+
+
+def test_batched_solve_quick(tmp_path):
+    proc = subprocess.run([sys.executable, str(REPO / "benchmarks" / "batched_solve.py"), "--quick", "--out",
+                           str(tmp_path)], cwd=REPO, capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    results = json.loads((tmp_path / "batched_solve.json").read_text())
+    meta, settings = results["meta"], results["settings"]
+    assert meta["device"] == "cpu" and meta["batch"] == 64 and not meta["tf32"]
+    assert len(settings) == 4  # two problems × two λ fractions in --quick
+    for setting in settings:
+        # the reference is the per-sample minimum of ours and lasso_cd's: both are scored against it
+        assert setting["reference_suboptimality"] >= 0 and setting["lasso_cd"]["suboptimality"] >= 0
+        assert min(setting["reference_suboptimality"], setting["lasso_cd"]["suboptimality"]) < 1e-9
+        for record in setting["solvers"].values():
+            if record["seconds"] is not None:
+                assert record["suboptimality"] <= 1e-6 and record["seconds"] > 0 and record["iterations"] >= 1
+                assert record["tried"][-1][0] == record["tol"]  # the timed tolerance is the first that sufficed
+    assert "| problem | λ/λmax |" in (tmp_path / "batched_solve.md").read_text()
+    assert (tmp_path / "batched_solve.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
