@@ -32,6 +32,12 @@ BENCHMARKS: dict[str, str] = {
     "layers": "python benchmarks/layers.py",
     "memory": "python benchmarks/memory.py --out benchmarks/results/memory.json",
     "polish": "python benchmarks/polish.py",
+    "layers_cuda": "python benchmarks/layers.py --device cuda --name layers_cuda",
+    "layers_cuda_b64": "python benchmarks/layers.py --device cuda --batch 64 --no-models --name layers_cuda_b64",
+    "layers_cuda_compile": "python benchmarks/layers.py --device cuda --compile --grids 14 --no-models "
+                           "--compile-mode reduce-overhead --name layers_cuda_compile",
+    "batched_solve": "python benchmarks/batched_solve.py --device cuda",
+    "memory_cuda": "python benchmarks/memory.py --device cuda --out benchmarks/results/memory_cuda.json",
 }
 
 
