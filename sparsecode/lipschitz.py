@@ -20,8 +20,15 @@ __all__ = ["power_iteration", "perron_bound", "DEFAULT_MARGIN"]
 DEFAULT_MARGIN = 1.002
 
 
-@functools.lru_cache(maxsize=64)
 def _seeded_normal(shape: tuple[int, ...], dtype: torch.dtype, device: torch.device) -> torch.Tensor:
+    """Standard normal draws from a CPU generator seeded with 0, on ``device`` (see :func:`_cached_seeded_normal`)."""
+    if device.type != "cpu" and device.index is None:  # "cuda" means the current device: key the cache by its index
+        device = torch.device(device.type, getattr(torch, device.type).current_device())
+    return _cached_seeded_normal(shape, dtype, device)
+
+
+@functools.lru_cache(maxsize=16)
+def _cached_seeded_normal(shape: tuple[int, ...], dtype: torch.dtype, device: torch.device) -> torch.Tensor:
     """Standard normal draws from a CPU generator seeded with 0, moved to ``device``: the same start vector on every
     device (a CUDA generator with the same seed draws other numbers), so the estimate does not depend on where the
     operator lives. Cached (read-only): a fixed seed gives the same draws at every call, and the cache spares the
