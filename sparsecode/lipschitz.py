@@ -23,7 +23,9 @@ DEFAULT_MARGIN = 1.002
 def _seeded_normal(shape: tuple[int, ...], dtype: torch.dtype, device: torch.device) -> torch.Tensor:
     """Standard normal draws from a CPU generator seeded with 0, on ``device`` (see :func:`_cached_seeded_normal`)."""
     if device.type != "cpu" and device.index is None:  # "cuda" means the current device: key the cache by its index
-        device = torch.device(device.type, getattr(torch, device.type).current_device())
+        index = getattr(getattr(torch, device.type, None), "current_device", lambda: None)()
+        if isinstance(index, int):
+            device = torch.device(device.type, index)
     return _cached_seeded_normal(shape, dtype, device)
 
 

@@ -260,8 +260,9 @@ class SmoothSoftThreshold(Threshold):
     :meth:`penalty` reports :math:`\lambda\|u\|_1`, the penalty it stands in for.
 
     It is discontinuous at :math:`v = 0`, where it jumps from :math:`-\mathrm{GELU}(-s\lambda)` to
-    :math:`+\mathrm{GELU}(-s\lambda)` (:math:`\mp 0.115` at :math:`s\lambda = 0.3`), and it never returns exact
-    zeros: an entry whose input sits near 0 and changes sign by rounding moves by :math:`2|\mathrm{GELU}(-s\lambda)|`.
+    :math:`+\mathrm{GELU}(-s\lambda)` (from :math:`+0.115` to :math:`-0.115` at :math:`s\lambda = 0.3`), and it
+    returns exact zeros only at :math:`v = 0` and :math:`|v| = s\lambda`: an entry whose input sits near 0 and
+    changes sign by rounding moves by :math:`2|\mathrm{GELU}(-s\lambda)|`.
     That is why float32 and float64 runs of a model built on it can differ far more than the rounding error: 1e-2 in
     the logits of a random-weight ``gfnet_vars_d`` on one CPU, 3e-7 on another where no entry happened to cross 0.
     Kept as released, for the ``"original"`` configuration.

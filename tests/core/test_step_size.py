@@ -145,3 +145,21 @@ def test_perron_bound_through_a_diagonal_scale_is_the_bound_of_the_scaled_matrix
     torch.testing.assert_close(bound, perron_bound(scaled), rtol=1e-9, atol=0)
     assert (bound >= torch.linalg.eigvalsh(scaled)[..., -1] * (1 - 1e-12)).all()
     assert not torch.allclose(perron_bound(G), bound, atol=0)  # the scale is not ignored
+
+
+def test_krylov_start_is_the_seeded_cpu_draw_whatever_the_device_and_mode():
+    # the start vector must not depend on the device's generator (a CUDA generator seeded 0 draws other numbers)
+    from sparsecode.lipschitz import _seeded_normal
+
+    expected = torch.randn((3, 5), dtype=torch.float64, generator=torch.Generator().manual_seed(0))
+    torch.testing.assert_close(_seeded_normal((3, 5), torch.float64, torch.device("cpu")), expected, rtol=0, atol=0)
+    meta = _seeded_normal((3, 5), torch.float64, torch.device("meta"))
+    assert meta.device.type == "meta" and meta.shape == (3, 5)
+    with torch.inference_mode():
+        cached = _seeded_normal((3, 5), torch.float64, torch.device("cpu"))
+    assert not cached.is_inference() and not cached.requires_grad
+    gram = torch.diag(torch.arange(1.0, 6.0, dtype=torch.float64))
+    with torch.inference_mode():
+        L, _ = power_iteration(lambda v: v @ gram, (5,), 1, dtype=torch.float64)
+    L2, _ = power_iteration(lambda v: v @ gram, (5,), 1, dtype=torch.float64)  # then outside it, from the cache
+    assert float(L) == float(L2) == pytest.approx(5.0 * DEFAULT_MARGIN, rel=1e-12)

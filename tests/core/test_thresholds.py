@@ -109,3 +109,29 @@ def test_zero_is_optimal_is_a_zero_kkt_residual_at_zero(seed, per_atom, nonneg, 
     # the generic route (through the residual) of a threshold without its own test
     hard = HardThreshold(0.8)
     assert torch.equal(hard.zero_is_optimal(b), hard.kkt_residual(torch.zeros_like(b), -b) == 0)
+
+
+@given(lam=st.floats(0.01, 3.0), step=st.floats(0.1, 2.0))
+def test_smooth_soft_threshold_jumps_at_zero_as_released(lam, step):
+    # sign(v) GELU(|v| - s lam): its one-sided limits at 0 are -/+ GELU(-s lam), a jump of 2|GELU(-s lam)| that the
+    # docstring and the thresholds guide state (the cause of float32/float64 gaps in the released VARS models)
+    from sparsecode import SmoothSoftThreshold
+
+    threshold = SmoothSoftThreshold(lam)
+    tiny = torch.tensor([-1e-300, 1e-300], dtype=F64)
+    left, right = threshold.prox(tiny, step)
+    jump = float(right - left)
+    expected = 2 * float(torch.nn.functional.gelu(torch.tensor(-lam * step, dtype=F64)))  # GELU(-s lam) < 0
+    assert jump == pytest.approx(expected, rel=1e-12) and jump < 0
+    v = torch.linspace(-1, 1, 101, dtype=F64)
+    zero = threshold.prox(v, step) == 0  # only at v = 0 and |v| = s lam (GELU(0) = 0)
+    assert torch.equal(zero, (v == 0) | (v.abs() - threshold.lam * step == 0))
+
+
+def test_a_threshold_follows_the_codes_dtype_and_device():
+    threshold = SoftThreshold(0.5)  # lambda kept in float64 on the CPU
+    v = torch.tensor([-1.0, 0.2, 2.0], dtype=torch.float32)
+    out = threshold.prox(v, torch.tensor(1.0))
+    assert out.dtype == torch.float32 and out.device == v.device
+    lam = threshold._lam_like(torch.empty(0, dtype=torch.float32, device="meta"))
+    assert lam.device.type == "meta" and lam.dtype == torch.float32  # a module left elsewhere moves to the codes
