@@ -18,7 +18,10 @@ parameter names match its checkpoints); with ``SoftThreshold``, :math:`A = I`, u
 
 Codes are row vectors. Once per solve the solver forms :math:`M = I - \tilde K^\top / \tilde L` (with
 :math:`\tilde K^\top = A^\top K A^\top`, :math:`K` symmetric, each product one folded matrix multiply) and
-:math:`b / \tilde L`; a step's gradient move is then one batched multiply-add ``u @ M + b/L̃``.
+:math:`b / \tilde L`; a step's gradient move is then one batched multiply-add ``u @ M + b/L̃``. These belong to one
+call: :meth:`LearnedISTA.plan` returns them with the operator as a :class:`LearnedPlan`, the operator the iteration
+runs on, so that nothing of a solve is kept on the module (concurrent and nested solves of one module stay
+independent, and ``torch.compile`` sees no per-call tensors among the module's attributes).
 """
 from __future__ import annotations
 
@@ -31,7 +34,7 @@ from ..objective import per_sample_max_abs
 from ..result import SolveResult
 from .base import Solver, State
 
-__all__ = ["LearnedISTA", "LEARNED_STEP_SIZES"]
+__all__ = ["LearnedISTA", "LearnedPlan", "LEARNED_STEP_SIZES"]
 
 #: how :math:`L` is obtained: the released bound (max row l1 norm of the Gram + 1) or the operator's own bound
 LEARNED_STEP_SIZES = ("row_sum_plus_one", "operator")
@@ -48,6 +51,48 @@ def _sandwich(a: torch.Tensor, g: torch.Tensor) -> torch.Tensor:
     m = g.shape[-1]
     ga = (g.reshape(-1, m) @ a).reshape(g.shape)
     return (ga.transpose(-1, -2).reshape(-1, m) @ a.transpose(-1, -2)).reshape(g.shape).transpose(-1, -2)
+
+
+class LearnedPlan:
+    r"""One solve of :class:`LearnedISTA`: the dense operator and, per plan entry (one, or one per step with
+    ``per_step``), the step matrix :math:`M = I - \tilde K^\top/\tilde L`, :math:`1/\tilde L` and the threshold scale
+    :math:`s_\lambda`; also the offsets :math:`b/\tilde L` and the step counter of that solve.
+
+    It stands in for the operator in the solver's loop (encode, decode, Gram and the other operator methods are the
+    wrapped operator's) and is built afresh by every :meth:`LearnedISTA.solve`.
+
+    Args:
+        owner: the solver whose parameters the entries were built from.
+        op: the bound dense operator.
+        entries: ``(M, 1/L̃, s_λ)`` per plan entry.
+    """
+
+    def __init__(self, owner: "LearnedISTA", op: DenseOperator,
+                 entries: list[tuple[torch.Tensor, torch.Tensor, torch.Tensor]]) -> None:
+        self.owner, self.op, self.entries = owner, op, entries
+        self.offsets: dict[int, tuple[torch.Tensor, torch.Tensor]] = {}
+        self.step_index = 0
+
+    def __getattr__(self, name: str):
+        # only reached for names the plan does not define: the operator's methods and attributes
+        if name in ("owner", "op", "entries", "offsets", "step_index"):
+            raise AttributeError(name)  # not yet set (during construction or unpickling): no recursion
+        return getattr(self.op, name)
+
+    def next_entry(self) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """The entry of the next step (the last one again once the steps outnumber the entries)."""
+        entry = self.entries[min(self.step_index, len(self.entries) - 1)]
+        self.step_index += 1
+        return entry
+
+    def offset(self, b: torch.Tensor, inv_L_tilde: torch.Tensor) -> torch.Tensor:
+        """b/L̃, built once per plan entry (and again if the loop hands over another ``b``)."""
+        key = id(inv_L_tilde)
+        entry = self.offsets.get(key)
+        if entry is None or entry[0] is not b:
+            entry = (b, b * inv_L_tilde)
+            self.offsets[key] = entry
+        return entry[1]
 
 
 class LearnedISTA(Solver):
@@ -78,10 +123,6 @@ class LearnedISTA(Solver):
         self.learned_lam = nn.Parameter(torch.ones(lead + (1,), **kw))
         self.learned_L = nn.Parameter(torch.ones(lead + (1,), **kw))
         self.n_atoms, self.per_step, self.lipschitz_mode = n_atoms, per_step, lipschitz
-        # per solve: (M = I - K̃ᵀ/L̃, 1/L̃, s_λ) per plan entry, and the offsets b/L̃ keyed by the entry
-        self._plan: list[tuple[torch.Tensor, torch.Tensor, torch.Tensor]] | None = None
-        self._offsets: dict[int, tuple[torch.Tensor, torch.Tensor]] = {}
-        self._step_index = 0
 
     def _param(self, p: torch.Tensor, k: int) -> torch.Tensor:
         return p[k] if self.per_step else p
@@ -92,11 +133,20 @@ class LearnedISTA(Solver):
         L = gram.detach().abs().sum(dim=-1).amax(dim=-1) + 1  # (*batch,)
         return L.reshape(L.shape + ((1, 1) if op.stacked else (1,)))
 
-    def _prepare(self, op: DenseOperator) -> None:
+    def _check_operator(self, op) -> None:
         if not isinstance(op, DenseOperator):
             raise TypeError(f"LearnedISTA needs a dense bound operator (its Gram matrix), got {type(op).__name__}")
         if op.n_atoms != self.n_atoms:
             raise ValueError(f"LearnedISTA was built for n_atoms={self.n_atoms}, the operator has {op.n_atoms}")
+
+    def plan(self, op: DenseOperator) -> LearnedPlan:
+        """The steps of one solve on the bound dense operator ``op`` (see :class:`LearnedPlan`); :meth:`solve` calls
+        it, and :meth:`init_state` / :meth:`step` run on what it returns."""
+        if isinstance(op, LearnedPlan):
+            if op.owner is self:
+                return op
+            op = op.op  # another solver's plan: plan its operator afresh
+        self._check_operator(op)
         gram = op.gram_matrix()
         L = self._base_lipschitz(op, gram)
         n_plans = self.max_iter if self.per_step else 1
@@ -111,17 +161,13 @@ class LearnedISTA(Solver):
             inv_for_matrix = inv_L_tilde if op.stacked or inv_L_tilde.ndim == 0 else inv_L_tilde.unsqueeze(-1)
             step_matrix = eye - k_tilde_t * inv_for_matrix
             plan.append((step_matrix, inv_L_tilde, self._param(self.learned_lam, k).to(gram.dtype)))
-        self._plan = plan
-        self._offsets = {}
+        return LearnedPlan(self, op, plan)
 
-    def _offset(self, b: torch.Tensor, inv_L_tilde: torch.Tensor) -> torch.Tensor:
-        """b/L̃, built once per solve and plan entry."""
-        key = id(inv_L_tilde)
-        entry = self._offsets.get(key)
-        if entry is None or entry[0] is not b:
-            entry = (b, b * inv_L_tilde)
-            self._offsets[key] = entry
-        return entry[1]
+    @staticmethod
+    def _planned(op) -> LearnedPlan:
+        if not isinstance(op, LearnedPlan):
+            raise TypeError(f"LearnedISTA iterates on the plan of a solve (solver.plan(op)), got {type(op).__name__}")
+        return op
 
     def _fused_step(self, op: DenseOperator, step_matrix: torch.Tensor, offset: torch.Tensor,
                     u: torch.Tensor) -> torch.Tensor:
@@ -137,35 +183,30 @@ class LearnedISTA(Solver):
         return (u.unsqueeze(-2) @ step_matrix).squeeze(-2) + offset
 
     def lipschitz(self, op, x) -> torch.Tensor:
-        """The first step's :math:`\\tilde L`."""
-        return 1 / self._plan[0][1]
+        """The first step's :math:`\\tilde L` (of the plan ``op``, or of a plan built for the operator ``op``)."""
+        return 1 / self.plan(op).entries[0][1]
 
     def initial_code(self, op, b, threshold, init):
         if init is not None:
             return super().initial_code(op, b, threshold, init)
-        return threshold.prox(b, self._plan[0][2])
+        return threshold.prox(b, self._planned(op).entries[0][2])
 
     def init_state(self, op, x, b, threshold, L, u0) -> State:
-        self._step_index = 0
+        self._planned(op).step_index = 0
         return {"u": u0}
 
     def step(self, op, x, b, threshold, L, state, need_measure):
-        step_matrix, inv_L_tilde, lam_scale = self._plan[min(self._step_index, len(self._plan) - 1)]
-        self._step_index += 1
+        plan = self._planned(op)
+        step_matrix, inv_L_tilde, lam_scale = plan.next_entry()
         u = state["u"]
-        v = self._fused_step(op, step_matrix, self._offset(b, inv_L_tilde), u)
+        v = self._fused_step(plan.op, step_matrix, plan.offset(b, inv_L_tilde), u)
         u_new = threshold.prox(v, lam_scale * inv_L_tilde)
         measure = per_sample_max_abs((u - u_new) / inv_L_tilde) if need_measure else None
         return {"u": u_new}, measure
 
     def solve(self, op, x, threshold, *, init=None, trace=False, grad_steps=None) -> SolveResult:
         """Run the learned iteration on a dense bound operator (see the module docstring)."""
-        self._prepare(op)
-        try:
-            return super().solve(op, x, threshold, init=init, trace=trace, grad_steps=grad_steps)
-        finally:
-            self._plan = None
-            self._offsets = {}
+        return super().solve(self.plan(op), x, threshold, init=init, trace=trace, grad_steps=grad_steps)
 
     def extra_repr(self) -> str:
         return (f"n_atoms={self.n_atoms}, max_iter={self.max_iter}, per_step={self.per_step}, "

@@ -109,3 +109,87 @@ def test_learned_ista_moves_between_dtypes_and_devices():
     solver = LearnedISTA(n_atoms=4)
     assert solver.to(torch.float64).learned_k.dtype == torch.float64
     assert solver.to("cpu").learned_lam.device.type == "cpu"
+
+
+def _two_problems(m: int = 6):
+    ops = [LinearDictionary(weight=torch.randn(5, m, generator=_gen(10 + i), dtype=F64)).bind() for i in range(2)]
+    xs = [torch.randn(4, 5, generator=_gen(20 + i), dtype=F64) for i in range(2)]
+    return ops, xs
+
+
+class _GatedThreshold(SoftThreshold):
+    """A soft threshold whose first prox waits until ``release`` is set (to interleave two solves)."""
+
+    def __init__(self, lam, release, entered):
+        super().__init__(lam)
+        self.release, self.entered = release, entered
+
+    def prox(self, v, step=1.0):
+        if not self.entered.is_set():
+            self.entered.set()
+            assert self.release.wait(timeout=30), "the other solve never finished"
+        return super().prox(v, step)
+
+
+def test_concurrent_solves_of_one_module_do_not_share_their_steps():
+    """Regression: the per-solve steps lived on the module, so a second solve started while the first was running
+    replaced (and on exit cleared) the first one's."""
+    import threading
+
+    m = 6
+    solver = LearnedISTA(m, max_iter=4, per_step=True, dtype=F64)
+    with torch.no_grad():
+        solver.learned_k.add_(0.05 * torch.randn(4, m, m, generator=_gen(1), dtype=F64))
+    ops, xs = _two_problems(m)
+    with torch.no_grad():
+        expected = [solver.solve(op, x, SoftThreshold(0.1)).code for op, x in zip(ops, xs)]
+    release, entered = threading.Event(), threading.Event()
+    results, errors = {}, []
+
+    def first():
+        try:
+            with torch.no_grad():
+                results[0] = solver.solve(ops[0], xs[0], _GatedThreshold(0.1, release, entered)).code
+        except BaseException as exc:  # reported below
+            errors.append(exc)
+
+    thread = threading.Thread(target=first)
+    thread.start()
+    assert entered.wait(timeout=30)
+    with torch.no_grad():  # the second solve runs from start to end while the first waits inside its own
+        results[1] = solver.solve(ops[1], xs[1], SoftThreshold(0.1)).code
+    release.set()
+    thread.join(timeout=60)
+    assert not errors, errors
+    for got, want in zip((results[0], results[1]), expected):
+        assert torch.equal(got, want)
+
+
+def test_plan_belongs_to_its_solve():
+    m = 6
+    solver, other = LearnedISTA(m, max_iter=3, dtype=F64), LearnedISTA(m, max_iter=3, dtype=F64)
+    with torch.no_grad():
+        other.learned_L.fill_(0.5)
+    ops, xs = _two_problems(m)
+    op, x = ops[0], xs[0]
+    gram = op.gram_matrix()
+    # the step size needs no solve in progress: L̃ = (max row l1 of the Gram + 1) / s_L
+    assert torch.allclose(solver.lipschitz(op, x), gram.abs().sum(-1).amax() + 1, rtol=1e-15)
+    assert torch.allclose(other.lipschitz(op, x), 2 * (gram.abs().sum(-1).amax() + 1), rtol=1e-15)
+    # another solver's plan is planned afresh with this solver's parameters
+    assert torch.equal(solver.solve(other.plan(op), x, SoftThreshold(0.1)).code,
+                       solver.solve(op, x, SoftThreshold(0.1)).code)
+    # stepping by hand goes through the plan; the bare operator is refused with a clear error
+    plan = solver.plan(op)
+    b = plan.encode(x)
+    state = solver.init_state(plan, x, b, SoftThreshold(0.1), solver.lipschitz(plan, x),
+                              solver.initial_code(plan, b, SoftThreshold(0.1), None))
+    for _ in range(3):
+        state, _ = solver.step(plan, x, b, SoftThreshold(0.1), None, state, need_measure=False)
+    assert torch.equal(state["u"], solver.solve(op, x, SoftThreshold(0.1)).code)
+    with pytest.raises(TypeError, match="plan"):
+        solver.step(op, x, b, SoftThreshold(0.1), None, state, need_measure=False)
+    # a traced solve evaluates the objective through the plan's operator
+    traced = solver.solve(op, x, SoftThreshold(0.1), trace=True)
+    assert traced.trace.objective.shape[0] == 3
+    assert not hasattr(solver, "_plan")  # nothing of a solve is left on the module

@@ -299,3 +299,26 @@ def test_solve_config_overrides() -> None:
     assert (config.lam, config.num_steps, config.learned) == (0.1, 7, True)
     assert solve_config(VARS_S_CONFIGS, "paper") == VARS_S_CONFIGS["paper"]
     assert VARS_D(16, 2, lam=0.1, num_steps=2).sparse.solver.max_iter == 2
+
+
+@pytest.mark.parametrize("cls", [VARS_D, VARS_SD])
+def test_original_mixers_trace_as_one_graph_without_recompiles(cls) -> None:
+    """``torch.compile`` captures the learned iteration whole (backend ``eager``: the tracing, not a kernel compiler):
+    one graph, no graph breaks, and fresh inputs reuse it (nothing of a call is kept on the solver for guards to
+    depend on)."""
+    import torch._dynamo
+    from torch._dynamo.utils import counters
+
+    torch._dynamo.reset()
+    counters.clear()
+    mixer = cls(32, 2, variant="original", grid_size=(4, 4))
+    compiled = torch.compile(mixer, backend="eager")
+    with torch._dynamo.config.patch(error_on_recompile=True):
+        for seed in range(3):
+            x = _tokens(2, 16, 32, seed=seed).requires_grad_(True)
+            out = compiled(x)
+            out.square().mean().backward()
+            assert torch.allclose(out, mixer(x), atol=1e-6)
+    assert counters["stats"]["unique_graphs"] == 1
+    assert not counters["graph_break"]
+    torch._dynamo.reset()
