@@ -20,6 +20,8 @@ preceded by a warm-up, times are ``time.perf_counter`` medians over interleaved 
 of iterations (``tol=None``): the smallest count that reaches 1e-6, found from an untimed pass that records the
 objective at checkpoints (whose time, excluding the evaluations, also draws the curves); ``fista_restart_tol``,
 ``sparsa_tol`` and ``admm_tol`` are stopped per sample by their own tolerance (converged samples leave the batch),
+``sparsa_compiled`` and ``fista_restart_compiled`` are SpaRSA and restarted FISTA with ``compile_step=True`` (each
+iteration through ``torch.compile``; compilation happens in the untimed warm-up; ``--no-compile`` leaves them out),
 ``sparsa_polish_tol`` and ``admm_polish_tol`` the same with the support polish (``polish_every=5``: a sample whose
 face is stable is solved exactly on it and stops when the KKT test certifies it), each with the largest ``tol`` that
 reaches 1e-6 (half-decade grid, then three log-bisection steps). scikit-learn's ``lasso_cd``
@@ -224,7 +226,13 @@ OUR_SOLVERS: dict[str, Callable[[int], Solver]] = {
     "lca": lambda k: LCA(max_iter=k, form="vars"),
     "sparsa": lambda k: SpaRSA(max_iter=k),
     "admm": lambda k: ADMM(max_iter=k),
+    # the same iterations through torch.compile (the elementwise passes fused; the products unchanged)
+    "sparsa_compiled": lambda k: SpaRSA(max_iter=k, compile_step=True),
+    "fista_restart_compiled": lambda k: FISTA(max_iter=k, restart=True, compile_step=True),
 }
+
+#: the runs of :data:`OUR_SOLVERS` that need torch.compile's CPU backend (left out by ``--no-compile``)
+COMPILED_SOLVERS = ("sparsa_compiled", "fista_restart_compiled")
 
 
 #: the same solvers stopped per sample by their tolerance (converged samples leave the batch)
@@ -289,7 +297,8 @@ class OurSolver:
                 for j, (x_rows, b_rows) in enumerate(inputs):
                     block = states[j]
                     for _ in range(next_check - k):
-                        block, _ = solver.step(op, x_rows, b_rows, threshold, L, block, need_measure=False)
+                        # the iteration as solve() runs it (compiled with compile_step)
+                        block, _ = solver._step(op, x_rows, b_rows, threshold, L, block, need_measure=False)
                     states[j] = block
                 elapsed += time.perf_counter() - start
                 k = next_check
@@ -359,6 +368,7 @@ class Config:
     externals_max_batch: int  # LARS, celer, skglm only up to this batch (one fit per signal: slow)
     problems: list[Problem]
     externals_seconds: float = 8.0  # celer / skglm curves may take this long (besides the common budget)
+    compiled: bool = True  # run the torch.compile'd solvers (COMPILED_SOLVERS)
 
 
 def _round(v: float) -> float:
@@ -477,6 +487,8 @@ def run_setting(problem: Problem, frac: float, batch: int, cfg: Config) -> dict:
     # ours: checkpoint pass (curve + iteration count), then solve(max_iter=k) is timed
     for dtype in (torch.float64, torch.float32):
         for kind in OUR_SOLVERS:
+            if kind in COMPILED_SOLVERS and not cfg.compiled:
+                continue
             solver = OurSolver(kind, dtype, P, X, lam)
             curve = Curve(solver.name)
             solver.solve(2)  # warm-up
@@ -613,7 +625,7 @@ def markdown_table(results: dict) -> str:
 
 #: the runs of ours the target is about ("batched FISTA, or a better method of ours": FISTA, SpaRSA, ADMM)
 TARGET_SOLVERS = ("fista", "fista_restart", "fista_restart_tol", "sparsa", "sparsa_tol", "admm", "admm_tol",
-                  "sparsa_polish_tol", "admm_polish_tol")
+                  "sparsa_polish_tol", "admm_polish_tol", "sparsa_compiled", "fista_restart_compiled")
 
 
 def target_summary(results: dict) -> list[str]:
@@ -716,7 +728,7 @@ def run_benchmark(cfg: Config, out_dir: str, threads: int, command: str) -> dict
                         "torch": torch.__version__, "sklearn": sklearn.__version__, "python": platform.python_version(),
                         "repeats": cfg.repeats, "max_iter": cfg.max_iter, "seconds_per_solver": cfg.seconds_per_solver,
                         "batches": list(cfg.batches), "fractions": list(cfg.fractions), "target": TARGET,
-                        "reference": REFERENCE},
+                        "reference": REFERENCE, "compiled": cfg.compiled},
                "settings": []}
     jobs = [(p, f, b) for p in cfg.problems for f in cfg.fractions for b in cfg.batches]
     with threadpool_limits(limits=threads):
@@ -754,12 +766,15 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--batches", type=int, nargs="+", help="override the batch sizes")
     parser.add_argument("--fractions", type=float, nargs="+", help="override the λ/λmax fractions")
     parser.add_argument("--problems", nargs="+", help="run only these problems (by name)")
+    parser.add_argument("--no-compile", action="store_true",
+                        help="leave out the solvers run with compile_step=True (torch.compile needs a C++ compiler)")
     args = parser.parse_args(argv)
     if args.threads < 1:
         raise ValueError(f"--threads must be a positive integer, got {args.threads}")
     if args.repeats is not None and args.repeats < 1:
         raise ValueError(f"--repeats must be a positive integer, got {args.repeats}")
     cfg = build_config(args.quick, args.repeats, args.seed)
+    cfg.compiled = not args.no_compile
     if args.batches:
         cfg.batches = tuple(args.batches)
     if args.fractions:

@@ -4,7 +4,7 @@ from __future__ import annotations
 import torch
 
 __all__ = ["per_sample_sum", "per_sample_max", "per_sample_dot", "per_sample_norm", "per_sample_is_zero",
-           "per_sample_view"]
+           "per_sample_view", "host_read_is_free"]
 
 
 def per_sample_sum(t: torch.Tensor) -> torch.Tensor:
@@ -35,3 +35,10 @@ def per_sample_is_zero(t: torch.Tensor) -> torch.Tensor:
 def per_sample_view(v: torch.Tensor, like: torch.Tensor) -> torch.Tensor:
     """A per-sample ``(B,)`` tensor shaped ``(B, 1, ..., 1)`` to broadcast against ``like``'s ``(B, ...)``."""
     return v.reshape((-1,) + (1,) * (like.ndim - 1))
+
+
+def host_read_is_free(t: torch.Tensor) -> bool:
+    """Whether reading a value of ``t`` on the host (``bool(t.any())``) costs nothing worth avoiding: ``t`` is on the
+    CPU and the code is not being traced by ``torch.compile`` (where such a read would break the graph)."""
+    return t.device.type == "cpu" and not torch.compiler.is_compiling()
+

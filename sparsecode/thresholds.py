@@ -17,7 +17,7 @@ import torch
 from torch import nn
 import torch.nn.functional as F
 
-from ._reductions import per_sample_dot, per_sample_max, per_sample_sum
+from ._reductions import host_read_is_free, per_sample_dot, per_sample_max, per_sample_sum
 from ._validation import check_nonnegative
 
 __all__ = [
@@ -65,7 +65,7 @@ class _SoftShrink(torch.autograd.Function):
 
 def _single_pass_ok(v: torch.Tensor, t: torch.Tensor) -> bool:
     # F.softshrink takes a Python number: usable for a scalar threshold that needs no gradient, on the CPU
-    return (v.device.type == "cpu" and v.is_floating_point() and t.numel() == 1
+    return (host_read_is_free(v) and v.is_floating_point() and t.numel() == 1
             and not (t.requires_grad and torch.is_grad_enabled()))
 
 

@@ -16,12 +16,12 @@ def test_solvers_quick(tmp_path):
     assert proc.returncode == 0, proc.stderr[-3000:]
     results = json.loads((tmp_path / "solvers.json").read_text())
     meta, settings = results["meta"], results["settings"]
-    assert meta["threads"] == 1 and meta["reference"] == "sklearn_lasso_cd/float64"
+    assert meta["threads"] == 1 and meta["reference"] == "sklearn_lasso_cd/float64" and meta["compiled"]
     assert len(settings) == len(meta["batches"]) * len(meta["fractions"]) * 2  # two problems in --quick
     for setting in settings:
         ref = setting["solvers"]["sklearn_lasso_cd/float64"]
         assert ref["ratio_to_lasso_cd"] == 1.0
-        for name in ("fista/float64", "fista_restart/float32", "ista/float64", "lca/float32"):
+        for name in ("fista/float64", "fista_restart/float32", "ista/float64", "lca/float32", "sparsa_compiled/float32"):
             entry = setting["solvers"][name]
             assert len(entry["curve_seconds"]) == len(entry["curve_suboptimality"]) >= 1
             assert all(v >= 0 for v in entry["curve_suboptimality"])

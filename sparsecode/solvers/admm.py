@@ -78,7 +78,7 @@ from __future__ import annotations
 
 import torch
 
-from .._reductions import per_sample_norm, per_sample_view
+from .._reductions import host_read_is_free, per_sample_norm, per_sample_view
 from .._validation import check_positive_int
 from ..dictionaries.dense import DenseOperator
 from ..objective import per_sample_max_abs
@@ -184,7 +184,7 @@ class ADMM(Solver):
         if self.adaptive and threshold.convex:
             due = k % self.adapt_every == 0
             # on the CPU reading "is any sample due?" is free and spares the residual norms on the other iterations
-            if rho_u.device.type != "cpu" or bool(due.any()):
+            if not host_read_is_free(due) or bool(due.any()):
                 factor = self._balance(rho_u, Z, Z_new, W_new, due)
                 floor = self._rho_floor(L, threshold, rho.dtype)
                 if floor is not None:

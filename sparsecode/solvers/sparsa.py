@@ -30,7 +30,7 @@ from __future__ import annotations
 
 import torch
 
-from .._reductions import per_sample_dot, per_sample_view
+from .._reductions import host_read_is_free, per_sample_dot, per_sample_view
 from .._validation import check_positive_int
 from ..objective import per_sample_max_abs
 from ..thresholds import NonNegSoftThreshold
@@ -80,7 +80,7 @@ class SpaRSA(Solver):
             # the objective is tracked from the start, so the start must be feasible: project it onto u >= 0
             u0 = u0.clamp_min(0)
         # the gradient P^T P u0 - b: -b at the zero start (read for free on the CPU; elsewhere the product)
-        g = -b if u0.device.type == "cpu" and not bool(u0.any()) else _gradient(op, u0, b)
+        g = -b if host_read_is_free(u0) and not bool(u0.any()) else _gradient(op, u0, b)
         f = self._objective(u0, g, b, threshold)
         step = torch.full_like(f, 1.0) / L.amax().to(f.dtype)
         return {"u": u0, "g": g, "step": step, "history": f.unsqueeze(1).repeat(1, self.memory)}
@@ -107,7 +107,7 @@ class SpaRSA(Solver):
         next_step = torch.where(accept, bb.clamp(min=inv_L, max=self.max_step * inv_L), inv_L)
         # keep u (and g) where the step was rejected; lerp is exact at weights 0 and 1. On the CPU reading "was every
         # step accepted?" is free, and then the two full-size passes are skipped (same values, same derivatives)
-        if u.device.type == "cpu" and bool(accept.all()):
+        if host_read_is_free(accept) and bool(accept.all()):
             u_next, g_next = u_new, g_new
         else:
             keep_new = per_sample_view(accept, u).to(u.dtype)

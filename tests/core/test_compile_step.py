@@ -1,0 +1,96 @@
+"""``compile_step=True``: the iteration through ``torch.compile`` gives the eager iterates (float64, up to rounding),
+with and without a tolerance (rows leaving the batch: shapes change between calls), in the plain loop and the loop
+over rows, and through autograd."""
+from __future__ import annotations
+
+import shutil
+
+import pytest
+import torch
+
+from sparsecode import (ADMM, FISTA, ISTA, LinearDictionary, PerformerDictionary, SoftThreshold, SpaRSA,
+                        SparseReconstruction, objective)
+
+pytestmark = pytest.mark.skipif(
+    not any(shutil.which(c) for c in ("c++", "g++", "clang++")),
+    reason="torch.compile's CPU backend needs a C++ compiler")
+
+F64 = torch.float64
+
+SOLVERS = {
+    "ista": lambda **kw: ISTA(**kw),
+    "fista_restart": lambda **kw: FISTA(restart=True, **kw),
+    "sparsa": lambda **kw: SpaRSA(**kw),
+    "admm": lambda **kw: ADMM(**kw),
+}
+
+
+def _problem(seed: int, batch: int):
+    g = torch.Generator().manual_seed(seed)
+    P = torch.randn(16, 12, generator=g, dtype=F64)  # undercomplete: every solver converges in a few hundred
+    x = torch.randn(batch, 16, generator=g, dtype=F64) * torch.rand(batch, 1, generator=g, dtype=F64) * 3
+    return LinearDictionary(weight=P, learnable=False).bind(), x
+
+
+@pytest.mark.parametrize("name", sorted(SOLVERS))
+def test_compiled_iteration_gives_the_eager_codes(name):
+    threshold = SoftThreshold(0.3)
+    op, x = _problem(0, 37)
+    with torch.no_grad():
+        eager = SOLVERS[name](max_iter=40).solve(op, x, threshold)
+        compiled = SOLVERS[name](max_iter=40, compile_step=True).solve(op, x, threshold)
+    assert torch.allclose(compiled.code, eager.code, rtol=0, atol=1e-10), (compiled.code - eager.code).abs().max()
+    # with a tolerance rows leave the batch at their own iterations: the compiled iteration takes every batch size
+    op, x = _problem(1, 23)
+    with torch.no_grad():
+        eager = SOLVERS[name](max_iter=3000, tol=1e-6).solve(op, x, threshold)
+        compiled = SOLVERS[name](max_iter=3000, tol=1e-6, compile_step=True).solve(op, x, threshold)
+    assert bool(eager.converged.all()) and bool(compiled.converged.all())
+    assert len(set(eager.n_iter_per_sample.tolist())) > 1
+    # over hundreds of iterations rounding differences grow (SpaRSA's Barzilai-Borwein steps amplify them most: one
+    # sample here stops after 237 instead of 268 iterations), so the codes agree as two solutions to the tolerance
+    assert int((compiled.n_iter_per_sample == eager.n_iter_per_sample).sum()) >= 20
+    assert torch.allclose(compiled.code, eager.code, rtol=0, atol=1e-4)
+    f_eager, f_compiled = objective(op, x, eager.code, threshold), objective(op, x, compiled.code, threshold)
+    assert torch.allclose(f_compiled, f_eager, rtol=1e-8)
+
+
+def test_compiled_iteration_under_autograd_gives_the_eager_gradients():
+    torch.manual_seed(0)
+    dictionary = PerformerDictionary(2, 4, 8, normalize_atoms=True, seed=0, dtype=F64)
+    tokens = torch.randn(3, 2, 6, 4, dtype=F64)
+    v = torch.randn(3, 2, 4, 6, dtype=F64, requires_grad=True)
+    outs, grads = [], []
+    for compile_step in (False, True):
+        layer = SparseReconstruction(dictionary, FISTA(max_iter=6, compile_step=compile_step), SoftThreshold(0.1))
+        out = layer(v, context=tokens)
+        (grad,) = torch.autograd.grad(out.square().sum(), v)
+        outs.append(out)
+        grads.append(grad)
+    assert torch.allclose(outs[1], outs[0], atol=1e-12)
+    assert torch.allclose(grads[1], grads[0], atol=1e-10)
+
+
+def test_compile_step_is_checked_and_shown():
+    with pytest.raises(TypeError, match="compile_step must be a bool"):
+        FISTA(compile_step="yes")
+    assert "compile_step=True" in repr(SpaRSA(compile_step=True))
+    assert "compile_step" not in repr(SpaRSA())
+
+
+def test_compile_step_runs_the_iteration_through_dynamo():
+    from torch._dynamo.utils import counters
+
+    class Relaxed(ISTA):  # a step of its own: a code object dynamo has not compiled yet
+        def step(self, op, x, b, threshold, L, state, need_measure):
+            new_state, measure = super().step(op, x, b, threshold, L, state, need_measure)
+            return {"u": 0.5 * (state["u"] + new_state["u"])}, measure
+
+    op, x = _problem(2, 5)
+    before = counters["stats"]["unique_graphs"]
+    with torch.no_grad():
+        eager = Relaxed(max_iter=3).solve(op, x, SoftThreshold(0.1)).code
+        assert counters["stats"]["unique_graphs"] == before
+        compiled = Relaxed(max_iter=3, compile_step=True).solve(op, x, SoftThreshold(0.1)).code
+    assert counters["stats"]["unique_graphs"] > before
+    assert torch.allclose(compiled, eager, atol=1e-12)
