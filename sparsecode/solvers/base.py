@@ -28,6 +28,7 @@ than its products for small problems; the first call compiles (seconds), later c
 from __future__ import annotations
 
 import abc
+import types
 from typing import Callable
 
 import torch
@@ -54,15 +55,26 @@ State = dict[str, torch.Tensor]
 BLOCK_BYTES = 1 << 20
 
 
-#: the compiled :meth:`Solver.step` of each solver class (``compile_step=True``)
-_COMPILED_STEPS: dict[type, Callable] = {}
+#: the compiled :meth:`Solver.step` of each solver class and variant (``compile_step=True``)
+_COMPILED_STEPS: dict[tuple, Callable] = {}
 
 
-def _compiled_step(cls: type) -> Callable:
-    """``torch.compile`` of ``cls.step``, built on first use and shared by the class's instances."""
-    fn = _COMPILED_STEPS.get(cls)
+def _compiled_step(cls: type, variant: tuple) -> Callable:
+    """``torch.compile`` of ``cls.step`` for one ``variant`` of its inputs, built on first use and shared by the
+    class's instances.
+
+    Each variant compiles a copy of the function with a code object of its own: dynamo keeps compiled graphs, and
+    its limit of 8 recompilations, per code object, and the dtypes, the measure on or off and the batch of one
+    (a size dynamo always specialises) would otherwise exhaust it in a process that solves in several ways.
+    """
+    key = (cls, variant)
+    fn = _COMPILED_STEPS.get(key)
     if fn is None:
-        fn = _COMPILED_STEPS[cls] = torch.compile(cls.step, dynamic=True)
+        step = cls.step
+        clone = types.FunctionType(step.__code__.replace(), step.__globals__, step.__name__, step.__defaults__,
+                                   step.__closure__)
+        clone.__kwdefaults__, clone.__qualname__ = step.__kwdefaults__, step.__qualname__
+        fn = _COMPILED_STEPS[key] = torch.compile(clone, dynamic=True)
     return fn
 
 
@@ -160,10 +172,13 @@ class Solver(nn.Module, abc.ABC):
 
     # --- the loop -----------------------------------------------------------------------------------------------------
     def _step(self, op: Operator, x: torch.Tensor, b: torch.Tensor, threshold: Threshold, L: torch.Tensor,
-              state: State, need_measure: bool) -> tuple[State, torch.Tensor | None]:
-        """One iteration as the loop runs it: :meth:`step`, compiled with ``compile_step``."""
-        if self.compile_step:
-            return _compiled_step(type(self))(self, op, x, b, threshold, L, state, need_measure)
+              state: State, need_measure: bool, first: bool = False) -> tuple[State, torch.Tensor | None]:
+        """One iteration as the loop runs it: :meth:`step`, compiled with ``compile_step`` except the ``first`` of a
+        loop, which runs eagerly: it fills the operator's per-solve caches (Gram matrix, step matrix and offset), so
+        that the compiled iteration always finds them built and keeps one variant."""
+        if self.compile_step and not first:
+            variant = (need_measure, b.dtype, b.device.type, b.shape[0] == 1, type(op), type(threshold))
+            return _compiled_step(type(self), variant)(self, op, x, b, threshold, L, state, need_measure)
         return self.step(op, x, b, threshold, L, state, need_measure)
 
     def lipschitz(self, op: Operator, x: torch.Tensor) -> torch.Tensor:
@@ -221,7 +236,8 @@ class Solver(nn.Module, abc.ABC):
         for k in range(0 if all_optimal else self.max_iter):
             record = grad_enabled and (grad_steps is None or k >= self.max_iter - grad_steps)
             with torch.set_grad_enabled(record):
-                new_state, measure = self._step(op, x, b, threshold, L, state, need_measure=self.tol is not None)
+                new_state, measure = self._step(op, x, b, threshold, L, state, need_measure=self.tol is not None,
+                                                first=k == 0)
             n_iter = k + 1
             if self.tol is None:
                 state = new_state
@@ -366,8 +382,8 @@ class Solver(nn.Module, abc.ABC):
             moving = self._fixed_iterations(op, x.index_select(0, rows), b.index_select(0, rows), threshold, L,
                                             moving, None) if rows.numel() else moving
             return {key: v.index_copy(0, rows, moving[key]) for key, v in state.items()}
-        for _ in range(self.max_iter):
-            state, _ = self._step(op, x, b, threshold, L, state, need_measure=False)
+        for k in range(self.max_iter):
+            state, _ = self._step(op, x, b, threshold, L, state, need_measure=False, first=k == 0)
         return state
 
     def _tolerance_loop(self, op: Operator, x: torch.Tensor, b: torch.Tensor, threshold: Threshold,
@@ -392,7 +408,7 @@ class Solver(nn.Module, abc.ABC):
             if not rows.numel():
                 break
             n_iter = k + 1
-            state, measure = self._step(op, x, b, threshold, L, state, need_measure=True)
+            state, measure = self._step(op, x, b, threshold, L, state, need_measure=True, first=k == 0)
             now = (measure.detach() / scale) <= self.tol
             if polisher is not None and n_iter % self.polish_every == 0:
                 remaining = (~now).nonzero().squeeze(1)
