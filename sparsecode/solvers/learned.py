@@ -70,7 +70,8 @@ class LearnedPlan:
     def __init__(self, owner: "LearnedISTA", op: DenseOperator,
                  entries: list[tuple[torch.Tensor, torch.Tensor, torch.Tensor]]) -> None:
         self.owner, self.op, self.entries = owner, op, entries
-        self.offsets: dict[int, tuple[torch.Tensor, torch.Tensor]] = {}
+        # per entry: (b, b/L̃) for the last b seen
+        self.offsets: list[tuple[torch.Tensor, torch.Tensor] | None] = [None] * len(entries)
         self.step_index = 0
 
     def __getattr__(self, name: str):
@@ -79,20 +80,22 @@ class LearnedPlan:
             raise AttributeError(name)  # not yet set (during construction or unpickling): no recursion
         return getattr(self.op, name)
 
-    def next_entry(self) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-        """The entry of the next step (the last one again once the steps outnumber the entries)."""
-        entry = self.entries[min(self.step_index, len(self.entries) - 1)]
+    def next_entry(self) -> int:
+        """The index of the next step's entry (the last one again once the steps outnumber the entries). A single
+        entry is read without the step counter, so that a compiled step does not depend on the step's number."""
+        if len(self.entries) == 1:
+            return 0
+        index = min(self.step_index, len(self.entries) - 1)
         self.step_index += 1
-        return entry
+        return index
 
-    def offset(self, b: torch.Tensor, inv_L_tilde: torch.Tensor) -> torch.Tensor:
-        """b/L̃, built once per plan entry (and again if the loop hands over another ``b``)."""
-        key = id(inv_L_tilde)
-        entry = self.offsets.get(key)
-        if entry is None or entry[0] is not b:
-            entry = (b, b * inv_L_tilde)
-            self.offsets[key] = entry
-        return entry[1]
+    def offset(self, b: torch.Tensor, index: int) -> torch.Tensor:
+        """b/L̃ of entry ``index``, built once per entry (and again if the loop hands over another ``b``)."""
+        cached = self.offsets[index]
+        if cached is None or cached[0] is not b:
+            cached = (b, b * self.entries[index][1])
+            self.offsets[index] = cached
+        return cached[1]
 
 
 class LearnedISTA(Solver):
@@ -106,14 +109,15 @@ class LearnedISTA(Solver):
             :math:`u_0` uses step 0's threshold scale); default one shared set (the original).
         lipschitz: ``"row_sum_plus_one"`` (the released :math:`L`) or ``"operator"`` (``op.lipschitz()``).
         device, dtype: where to build the parameters.
+        compile_step: run each step through ``torch.compile`` (see :class:`~sparsecode.solvers.base.Solver`).
     """
 
     converges_to_minimiser = False
 
     def __init__(self, n_atoms: int, max_iter: int = 5, tol: float | None = None, *, per_step: bool = False,
                  lipschitz: str = "row_sum_plus_one", device: torch.device | str | None = None,
-                 dtype: torch.dtype | None = None) -> None:
-        super().__init__(max_iter, tol)
+                 dtype: torch.dtype | None = None, compile_step: bool = False) -> None:
+        super().__init__(max_iter, tol, compile_step=compile_step)
         check_positive_int(n_atoms, "n_atoms")
         if lipschitz not in LEARNED_STEP_SIZES:
             raise ValueError(f"lipschitz must be one of {LEARNED_STEP_SIZES}, got {lipschitz!r}")
@@ -197,9 +201,10 @@ class LearnedISTA(Solver):
 
     def step(self, op, x, b, threshold, L, state, need_measure):
         plan = self._planned(op)
-        step_matrix, inv_L_tilde, lam_scale = plan.next_entry()
+        index = plan.next_entry()
+        step_matrix, inv_L_tilde, lam_scale = plan.entries[index]
         u = state["u"]
-        v = self._fused_step(plan.op, step_matrix, plan.offset(b, inv_L_tilde), u)
+        v = self._fused_step(plan.op, step_matrix, plan.offset(b, index), u)
         u_new = threshold.prox(v, lam_scale * inv_L_tilde)
         measure = per_sample_max_abs((u - u_new) / inv_L_tilde) if need_measure else None
         return {"u": u_new}, measure

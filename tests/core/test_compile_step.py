@@ -8,8 +8,8 @@ import shutil
 import pytest
 import torch
 
-from sparsecode import (ADMM, FISTA, ISTA, LinearDictionary, PerformerDictionary, SoftThreshold, SpaRSA,
-                        SparseReconstruction, objective)
+from sparsecode import (ADMM, FISTA, ISTA, LCA, LearnedISTA, LinearDictionary, PerformerDictionary,
+                        SmoothSoftThreshold, SoftThreshold, SpaRSA, SparseReconstruction, objective)
 
 pytestmark = pytest.mark.skipif(
     not any(shutil.which(c) for c in ("c++", "g++", "clang++")),
@@ -94,3 +94,45 @@ def test_compile_step_runs_the_iteration_through_dynamo():
         compiled = Relaxed(max_iter=3, compile_step=True).solve(op, x, SoftThreshold(0.1)).code
     assert counters["stats"]["unique_graphs"] > before
     assert torch.allclose(compiled, eager, atol=1e-12)
+
+
+@pytest.mark.parametrize("form", ["vars", "rozell"])
+def test_compiled_lca_gives_the_eager_codes(form):
+    op, x = _problem(3, 9)
+    with torch.no_grad():
+        eager = LCA(max_iter=50, form=form).solve(op, x, SoftThreshold(0.3)).code
+        compiled = LCA(max_iter=50, form=form, compile_step=True).solve(op, x, SoftThreshold(0.3)).code
+    assert torch.allclose(compiled, eager, rtol=0, atol=1e-12)
+
+
+@pytest.mark.parametrize("per_step", [False, True])
+def test_compiled_learned_ista_gives_the_eager_layer(per_step):
+    """The learned iteration of the released VARS-D (per call plan, smooth threshold) compiled: outputs and input
+    gradients; with one shared parameter set, later solves reuse the compiled step (nothing depends on the step's
+    number or on the identity of a solve's tensors)."""
+    from torch._dynamo.utils import counters
+
+    dictionary = PerformerDictionary(2, 4, 8, normalize_atoms=True, seed=0, dtype=F64)
+    lead = (5,) if per_step else ()
+    bump = 0.05 * torch.randn(lead + (8, 8), generator=torch.Generator().manual_seed(1), dtype=F64)
+    results = []
+    for compile_step in (False, True):
+        solver = LearnedISTA(8, max_iter=5, per_step=per_step, dtype=F64, compile_step=compile_step)
+        with torch.no_grad():
+            solver.learned_k.add_(bump)
+        layer = SparseReconstruction(dictionary, solver, SmoothSoftThreshold(0.3))
+        runs = []
+        for seed in range(3):
+            gen = torch.Generator().manual_seed(10 + seed)
+            tokens = torch.randn(3, 2, 6, 4, generator=gen, dtype=F64)
+            v = torch.randn(3, 2, 4, 6, generator=gen, dtype=F64, requires_grad=True)
+            if compile_step and seed == 2:
+                graphs = counters["stats"]["unique_graphs"]
+            out = layer(v, context=tokens)
+            (grad,) = torch.autograd.grad(out.square().sum(), v)
+            runs.append((out, grad))
+        results.append(runs)
+    if not per_step:
+        assert counters["stats"]["unique_graphs"] == graphs  # the third solve compiled nothing new
+    for (out_e, grad_e), (out_c, grad_c) in zip(*results):
+        assert torch.allclose(out_c, out_e, atol=1e-12) and torch.allclose(grad_c, grad_e, atol=1e-10)
