@@ -136,3 +136,12 @@ def test_compiled_learned_ista_gives_the_eager_layer(per_step):
         assert counters["stats"]["unique_graphs"] == graphs  # the third solve compiled nothing new
     for (out_e, grad_e), (out_c, grad_c) in zip(*results):
         assert torch.allclose(out_c, out_e, atol=1e-12) and torch.allclose(grad_c, grad_e, atol=1e-10)
+
+
+def test_a_compiled_model_around_a_compiled_step():
+    """A layer whose solver compiles its step inside a model that is itself compiled: dynamo traces through."""
+    layer = SparseReconstruction(LinearDictionary(8, 12, generator=torch.Generator().manual_seed(0)),
+                                 FISTA(max_iter=10, compile_step=True), SoftThreshold(0.1))
+    x = torch.randn(5, 8, generator=torch.Generator().manual_seed(1))
+    eager = SparseReconstruction(layer.dictionary, FISTA(max_iter=10), SoftThreshold(0.1))(x)
+    assert torch.allclose(torch.compile(layer, backend="eager")(x), eager, atol=1e-6)
