@@ -21,8 +21,9 @@ whose first dimension indexes samples. Subclasses define one iteration (:meth:`S
 The step size is :math:`1/L` with :math:`L` from ``op.lipschitz()`` unless ``step`` is given.
 
 With ``compile_step=True`` the loop calls one iteration (:meth:`Solver.step`) through ``torch.compile`` (compiled
-once per solver class and reused by every instance; shapes are dynamic, so batches of any size share the compiled
-code). The loop itself stays in Python. On the CPU this fuses the elementwise passes of an iteration, which cost more
+once per solver class and kind of input, and reused by every instance; shapes are dynamic, so batches of any size
+share the compiled code; the first iteration of a loop runs eagerly and builds the operator's caches). The loop itself
+stays in Python. On the CPU this fuses the elementwise passes of an iteration, which cost more
 than its products for small problems; the first call compiles (seconds), later calls run from the cache.
 """
 from __future__ import annotations
