@@ -25,7 +25,7 @@ from .layer import DIFFERENTIATION_MODES, SparseReconstruction
 from .lipschitz import power_iteration
 from .objective import kkt_residual, objective
 from .result import SolveResult, SolveTrace
-from .solvers import ADMM, FISTA, ISTA, LCA, SOLVERS, LearnedISTA, Solver, SpaRSA, get_solver
+from .solvers import ADMM, FISTA, ISTA, LCA, SOLVERS, Homotopy, LearnedISTA, Solver, SpaRSA, get_solver
 from .thresholds import (
     THRESHOLDS,
     HardThreshold,
@@ -58,6 +58,7 @@ __all__ = [
     "ISTA",
     "FISTA",
     "ADMM",
+    "Homotopy",
     "LCA",
     "LearnedISTA",
     "SpaRSA",

@@ -4,17 +4,18 @@ from __future__ import annotations
 from .admm import ADMM
 from .base import INITS, Solver
 from .fista import FISTA
+from .homotopy import Homotopy
 from .ista import ISTA
 from .lca import LCA, LCA_FORMS
 from .learned import LEARNED_STEP_SIZES, LearnedISTA
 from .sparsa import SpaRSA
 
-__all__ = ["Solver", "ISTA", "FISTA", "ADMM", "LCA", "LearnedISTA", "SpaRSA", "SOLVERS", "get_solver", "INITS",
+__all__ = ["Solver", "ISTA", "FISTA", "ADMM", "Homotopy", "LCA", "LearnedISTA", "SpaRSA", "SOLVERS", "get_solver", "INITS",
            "LCA_FORMS", "LEARNED_STEP_SIZES"]
 
 #: name → solver class, so configurations can say ``solver="fista"``
 SOLVERS: dict[str, type[Solver]] = {"ista": ISTA, "fista": FISTA, "lca": LCA, "learned_ista": LearnedISTA,
-                                   "sparsa": SpaRSA, "admm": ADMM}
+                                   "sparsa": SpaRSA, "admm": ADMM, "homotopy": Homotopy}
 
 
 def get_solver(name: str, **kwargs) -> Solver:
