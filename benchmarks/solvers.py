@@ -24,7 +24,8 @@ objective at checkpoints (whose time, excluding the evaluations, also draws the 
 iteration through ``torch.compile``; compilation happens in the untimed warm-up; ``--no-compile`` leaves them out),
 ``sparsa_polish_tol`` and ``admm_polish_tol`` the same with the support polish (``polish_every=5``: a sample whose
 face is stable is solved exactly on it and stops when the KKT test certifies it), each with the largest ``tol`` that
-reaches 1e-6 (half-decade grid, then three log-bisection steps). scikit-learn's ``lasso_cd``
+reaches 1e-6 (half-decade grid, then three log-bisection steps); ``homotopy`` (the batched LARS-Lasso path) is exact
+and has a single point. scikit-learn's ``lasso_cd``
 is driven by ``max_iter`` (its tolerance is fixed inside ``sparse_encode``; the smallest sufficient ``max_iter`` is
 found by bisection), ``celer``/``skglm`` (one fit per signal, when installed) by ``tol``; ``lasso_lars`` is exact and
 has a single point; these three run for batches up to 256 only (one fit per signal is too slow beyond). Every
@@ -67,7 +68,7 @@ import numpy as np  # noqa: E402
 import torch  # noqa: E402
 from tqdm import tqdm  # noqa: E402
 
-from sparsecode import ADMM, FISTA, ISTA, LCA, LinearDictionary, SoftThreshold, Solver, SpaRSA  # noqa: E402
+from sparsecode import ADMM, FISTA, ISTA, LCA, Homotopy, LinearDictionary, SoftThreshold, Solver, SpaRSA  # noqa: E402
 
 __all__ = ["Problem", "Curve", "Config", "simulated_problem", "patch_problem", "per_sample_objective", "polish",
            "relative_suboptimality", "run_setting", "run_benchmark", "build_config", "markdown_table", "main"]
@@ -231,6 +232,11 @@ OUR_SOLVERS: dict[str, Callable[[int], Solver]] = {
     "fista_restart_compiled": lambda k: FISTA(max_iter=k, restart=True, compile_step=True),
 }
 
+#: ours that are exact (the minimiser up to rounding, no budget to tune): a single timed point each
+EXACT_SOLVERS: dict[str, Callable[[], Solver]] = {
+    "homotopy": lambda: Homotopy(),
+}
+
 #: the runs of :data:`OUR_SOLVERS` that need torch.compile's CPU backend (left out by ``--no-compile``)
 COMPILED_SOLVERS = ("sparsa_compiled", "fista_restart_compiled")
 
@@ -264,6 +270,12 @@ class OurSolver:
         with torch.no_grad():
             op, threshold = self._setup()
             return OUR_SOLVERS[self.kind](n_iter).solve(op, self.X, threshold).code.numpy()
+
+    def solve_exact(self) -> np.ndarray:
+        """The code of one of :data:`EXACT_SOLVERS` (bind + solve)."""
+        with torch.no_grad():
+            op, threshold = self._setup()
+            return EXACT_SOLVERS[self.kind]().solve(op, self.X, threshold).code.numpy()
 
     def solve_to_tolerance(self, tol: float, max_iter: int) -> np.ndarray:
         """The code when every sample's optimality measure is ``<= tol`` (per-sample stopping) or ``max_iter``."""
@@ -493,6 +505,21 @@ def run_setting(problem: Problem, frac: float, batch: int, cfg: Config) -> dict:
                 curve.note = "did not reach 1e-6 within the budget"
             curves.append(curve)
 
+    # ours, exact (homotopy): one point each, like LARS, for every batch
+    for dtype in (torch.float64, torch.float32):
+        for kind in EXACT_SOLVERS:
+            solver = OurSolver(kind, dtype, P, X, lam)
+            curve = Curve(solver.name)
+            solver.solve_exact()  # warm-up
+            secs, code = timed(solver.solve_exact)
+            curve.add(secs, evaluate(code), 0)
+            if sub(curve.f[-1]) <= TARGET and secs <= budget:
+                curve.target_budget = 0
+                timed_calls[curve.solver] = solver.solve_exact
+            else:
+                curve.note = f"took {secs:.3g} s (budget {budget:.3g} s), suboptimality {sub(curve.f[-1]):.2g}"
+            curves.append(curve)
+
     # ours: checkpoint pass (curve + iteration count), then solve(max_iter=k) is timed
     for dtype in (torch.float64, torch.float32):
         for kind in OUR_SOLVERS:
@@ -632,9 +659,10 @@ def markdown_table(results: dict) -> str:
     return "\n".join(lines)
 
 
-#: the runs of ours the target is about ("batched FISTA, or a better method of ours": FISTA, SpaRSA, ADMM)
+#: the runs of ours the target is about ("batched FISTA, or a better method of ours": FISTA, SpaRSA, ADMM,
+#: homotopy)
 TARGET_SOLVERS = ("fista", "fista_restart", "fista_restart_tol", "sparsa", "sparsa_tol", "admm", "admm_tol",
-                  "sparsa_polish_tol", "admm_polish_tol", "sparsa_compiled", "fista_restart_compiled")
+                  "sparsa_polish_tol", "admm_polish_tol", "sparsa_compiled", "fista_restart_compiled", "homotopy")
 
 
 def target_summary(results: dict) -> list[str]:
@@ -668,7 +696,8 @@ def write_markdown(results: dict, path: str) -> None:
         "",
         markdown_table(results),
         "",
-        "## Target (batch ≥ 256): our best of FISTA, SpaRSA and ADMM ≤ 1× `lasso_cd` in float64, ≤ 1/3× in float32",
+        "## Target (batch ≥ 256): our best of FISTA, SpaRSA, ADMM and homotopy ≤ 1× `lasso_cd` in float64, "
+        "≤ 1/3× in float32",
         "",
         *[f"- {line}" for line in target_summary(results)],
         "",
