@@ -52,6 +52,9 @@ __all__ = ["Homotopy"]
 #: the number of slots (support size) each sample starts with; doubled whenever a sample could run out
 INITIAL_SLOTS = 8
 
+#: samples at lambda leave the batch (their codes are finalised) once they are this fraction of it
+COMPACT_FRACTION = 0.25
+
 
 class Homotopy(Solver):
     r"""Exact Lasso (and non-negative Lasso) by batched homotopy: each sample's solution path from
@@ -180,7 +183,7 @@ class Homotopy(Solver):
                 state, done = _step(gram, lam, positive, state)
                 n_done = int(done.sum())
                 last = n_done == rows.numel() or n_steps >= self.max_iter
-                if last or 4 * n_done >= rows.numel():
+                if last or n_done >= COMPACT_FRACTION * rows.numel():
                     # samples at lambda leave the batch (all of them at the last step)
                     leaving = torch.ones_like(done) if last else done
                     out = leaving.nonzero().squeeze(1)
@@ -276,20 +279,21 @@ def _step(gram: torch.Tensor, lam: torch.Tensor, positive: bool, state: State) -
         stale.index_copy_(0, out, index[out, p])
     # join, written for every row (a row that does not join adds 0 to its inverse and fills nothing: its free slot
     # keeps sign 0 and magnitude 1)
-    free = (sign == 0).to(torch.uint8).argmax(1, keepdim=True)
+    free = sign.abs().argmin(1, keepdim=True)  # the first slot with sign 0
     joiner_col = joiner.unsqueeze(1)
     joiner_sign = torch.ones_like(t) if positive else torch.sign(corr.gather(1, joiner_col)).squeeze(1)
-    g = gram.index_select(0, joiner).gather(1, index) * (sign != 0)
+    # G_Sj (its entries at free slots meet the inverse's zero columns there, so they need no masking)
+    g = gram.index_select(0, joiner).gather(1, index)
     w = (inverse * g.unsqueeze(1)).sum(2)
     diagonal = gram.diagonal().index_select(0, joiner)
     sigma = diagonal - (g * w).sum(1)
     # an atom (numerically) in the span of the active ones cannot change the fit: it is blocked for good instead
-    dependent = join & (sigma <= m * torch.finfo(corr.dtype).eps * diagonal)
-    join = join & ~dependent
+    independent = join & (sigma > m * torch.finfo(corr.dtype).eps * diagonal)
+    dependent, join = join ^ independent, independent
     z = w.neg_().scatter_(1, free, 1.0)
     inverse.addcmul_(z.unsqueeze(2), (z * torch.where(join, sigma.reciprocal(), 0).unsqueeze(1)).unsqueeze(1))
     join_col = join.unsqueeze(1)
-    index.scatter_(1, free, torch.where(join_col, joiner_col, index.gather(1, free)))
+    index.scatter_(1, free, joiner_col)  # unused where the slot stays free (sign 0)
     sign.scatter_(1, free, torch.where(join, joiner_sign, 0).unsqueeze(1))
     magnitude.scatter_(1, free, torch.where(join_col, 0.0, 1.0).to(magnitude.dtype))
     blocked.scatter_(1, joiner_col, blocked.gather(1, joiner_col) | join_col | dependent.unsqueeze(1))

@@ -194,3 +194,15 @@ def test_homotopy_by_name_and_clear_errors():
         Homotopy().solve(learnable.bind(), x, threshold)
     with pytest.raises(ValueError, match="max_iter"):
         Homotopy(max_iter=0)
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")
+def test_homotopy_on_cuda_matches_the_cpu():
+    op, x, P = unit_norm_problem(4, 64, 128, 256)
+    lam = _lam(x @ P, 0.3)
+    with torch.no_grad():
+        cpu = Homotopy().solve(op, x, SoftThreshold(lam))
+        gpu_op = LinearDictionary(weight=P.cuda(), learnable=False).bind()
+        gpu = Homotopy().solve(gpu_op, x.cuda(), SoftThreshold(lam))
+    assert bool(gpu.converged.all())
+    torch.testing.assert_close(gpu.code.cpu(), cpu.code, atol=1e-9, rtol=1e-9)
