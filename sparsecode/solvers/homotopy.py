@@ -156,8 +156,9 @@ class Homotopy(Solver):
         if not isinstance(op, DenseOperator) or op.stacked or x.ndim != 2 or op.gram_matrix().ndim != 2:
             raise ValueError(f"{name} needs a single dense dictionary and signals of shape (B, n_features), got "
                              f"{type(op).__name__} and x of shape {tuple(x.shape)}")
-        if not x.is_floating_point():
-            raise ValueError(f"x must be a floating-point tensor, got {x.dtype}")
+        if x.dtype not in (torch.float32, torch.float64):
+            raise ValueError(f"{name} needs float32 or float64 signals (its rank-one updates accumulate rounding), "
+                             f"got {x.dtype}")
         if torch.is_grad_enabled():
             tensors = [x, getattr(op, "weight", x), *threshold.parameters()]
             if any(t.requires_grad for t in tensors):

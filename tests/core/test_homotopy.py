@@ -192,6 +192,9 @@ def test_homotopy_by_name_and_clear_errors():
     learnable = LinearDictionary(weight=P.clone(), learnable=True).double()
     with pytest.raises(ValueError, match="without an autograd graph"):
         Homotopy().solve(learnable.bind(), x, threshold)
+    with pytest.raises(ValueError, match="float32 or float64"):
+        half = LinearDictionary(weight=P.half(), learnable=False).bind()
+        Homotopy().solve(half, x.half(), threshold)
     with pytest.raises(ValueError, match="max_iter"):
         Homotopy(max_iter=0)
 
