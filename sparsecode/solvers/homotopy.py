@@ -52,8 +52,10 @@ __all__ = ["Homotopy"]
 #: the number of slots (support size) each sample starts with; doubled whenever a sample could run out
 INITIAL_SLOTS = 8
 
-#: samples at lambda leave the batch (their codes are finalised) once they are this fraction of it
+#: samples at lambda leave the batch once they are this fraction of it and at least this many (removing a handful of
+#: rows saves less than the copies cost: a step's time is then its operations' dispatch)
 COMPACT_FRACTION = 0.25
+COMPACT_MIN_ROWS = 16
 
 
 class Homotopy(Solver):
@@ -113,7 +115,6 @@ class Homotopy(Solver):
             # atoms that cannot join: the active ones, the one that left at the last step, and atoms found linearly
             # dependent on the active ones when they tried to join
             "blocked": blocked,
-            "stale": torch.full((n,), m, dtype=torch.long, device=b.device),  # the atom that left (m: none)
             "count": torch.ones(n, dtype=torch.long, device=b.device),  # occupied slots
             "steps": torch.zeros(n, dtype=torch.long, device=b.device),
         }
@@ -179,25 +180,34 @@ class Homotopy(Solver):
         if rows.numel():
             state = self.init_state(op, x, b[rows], threshold, torch.ones((), dtype=b.dtype),
                                     torch.zeros(rows.numel(), m, dtype=b.dtype, device=b.device))
+            parts = []  # (rows, what the final code needs, at lambda) of the samples that left the batch
+            count_bound = 1  # an upper bound on every sample's support size (a join adds at most one per step)
             while True:
                 n_steps += 1
-                state, done = _step(gram, lam, positive, state)
+                count_bound += 1
+                check_slots = count_bound >= state["index"].shape[1] - 1
+                state, done = _step(gram, lam, positive, state, check_slots)
+                if check_slots:
+                    count_bound = int(state["count"].max())
                 n_done = int(done.sum())
-                last = n_done == rows.numel() or n_steps >= self.max_iter
-                if last or n_done >= COMPACT_FRACTION * rows.numel():
-                    # samples at lambda leave the batch (all of them at the last step)
-                    leaving = torch.ones_like(done) if last else done
-                    out = leaving.nonzero().squeeze(1)
-                    sub = {k: v.index_select(0, out) for k, v in state.items()}
-                    at_lam = done.index_select(0, out)
-                    code.index_copy_(0, rows[out], self._final_code(gram, b[rows[out]], lam, sub, at_lam))
-                    steps.index_copy_(0, rows[out], sub["steps"])
-                    finished.index_copy_(0, rows[out], at_lam)
-                    if last:
-                        break
-                    stay = (~done).nonzero().squeeze(1)
+                if n_done == rows.numel() or n_steps >= self.max_iter:
+                    parts.append((rows, _final_part(state), done))
+                    break
+                if n_done >= max(COMPACT_FRACTION * rows.numel(), COMPACT_MIN_ROWS):
+                    # samples at lambda leave the batch; their codes are computed with the others' at the end
+                    out, stay = done.nonzero().squeeze(1), (~done).nonzero().squeeze(1)
+                    parts.append((rows.index_select(0, out), _final_part(state, out), done.index_select(0, out)))
                     rows = rows.index_select(0, stay)
                     state = {k: v.index_select(0, stay) for k, v in state.items()}
+            # one final computation per slot count (the slots grow while samples leave the batch)
+            for slots in sorted({part[1]["index"].shape[1] for part in parts}):
+                group = [part for part in parts if part[1]["index"].shape[1] == slots]
+                rows = torch.cat([part[0] for part in group])
+                final = {k: torch.cat([part[1][k] for part in group]) for k in group[0][1]}
+                at_lam = torch.cat([part[2] for part in group])
+                code.index_copy_(0, rows, self._final_code(gram, b.index_select(0, rows), lam, final, at_lam))
+                steps.index_copy_(0, rows, final["steps"])
+                finished.index_copy_(0, rows, at_lam)
         scale = per_sample_max_abs(b).clamp_min(torch.finfo(b.dtype).tiny)
         tol = self.tol if self.tol is not None else torch.finfo(b.dtype).eps ** 0.5
         residual = threshold.kkt_residual(code, code @ gram - b)
@@ -223,6 +233,12 @@ class Homotopy(Solver):
         return torch.zeros(n, m, dtype=b.dtype, device=b.device).scatter_add_(1, index, values)
 
 
+def _final_part(state: State, rows: torch.Tensor | None = None) -> State:
+    """What :meth:`Homotopy._final_code` needs of a state (of some of its rows)."""
+    keys = ("index", "sign", "magnitude", "inverse", "steps")
+    return {k: state[k] if rows is None else state[k].index_select(0, rows) for k in keys}
+
+
 def _only_positive(threshold: Threshold) -> bool:
     return isinstance(threshold, NonNegSoftThreshold)
 
@@ -231,14 +247,18 @@ def _scalar_lam(threshold: Threshold, b: torch.Tensor) -> torch.Tensor:
     return threshold._lam_like(b).reshape(())
 
 
-def _step(gram: torch.Tensor, lam: torch.Tensor, positive: bool, state: State) -> tuple[State, torch.Tensor]:
+def _step(gram: torch.Tensor, lam: torch.Tensor, positive: bool, state: State,
+          check_slots: bool = True) -> tuple[State, torch.Tensor]:
     r"""One kink of every sample of ``state`` (see the module docstring); returns the state and the samples at
-    :math:`\lambda`."""
+    :math:`\lambda`. ``check_slots``: whether a sample could fill its slots at this step (when the caller knows it
+    cannot, the check's host read is skipped)."""
     t, corr, index, sign = state["t"], state["corr"], state["index"], state["sign"]
     magnitude, inverse, blocked, count = state["magnitude"], state["inverse"], state["blocked"], state["count"]
     n, m = corr.shape
     slots = index.shape[1]
-    blocked.scatter_(1, state["stale"].unsqueeze(1), False)  # the atom that left one step ago may join again
+    stale = state.get("stale")  # present after a step where atoms left: they may join again now
+    if stale is not None:
+        blocked.scatter_(1, stale.unsqueeze(1), False)
     state["steps"] += t > lam  # the samples this step moves (the others wait at lambda to leave the batch)
     # direction d_S = G_SS^{-1} s_S and the correlations' rate a = G d
     d_slots = (inverse * sign.unsqueeze(1)).sum(2)
@@ -262,8 +282,12 @@ def _step(gram: torch.Tensor, lam: torch.Tensor, positive: bool, state: State) -
     done = end_rate >= step_rate
     join = ~done & (join_rate >= leave_rate)
     leave = ~(done | join)
-    any_leave, may_fill = torch.stack((leave.any(), count.max() >= slots - 1)).tolist()
-    stale = torch.full_like(state["stale"], m)
+    if check_slots:
+        any_leave, may_fill = torch.stack((leave.any(), count.max() >= slots - 1)).tolist()
+    else:
+        any_leave, may_fill = bool(leave.any()), False
+    new = {key: value for key, value in state.items() if key != "stale"}
+    new["t"] = t
     if any_leave:
         # Schur downdate of the inverse at the leaving slot p; the atom stays blocked for one step (it sits on the
         # boundary |c_j| = t, where rounding would let it join again at once)
@@ -277,7 +301,8 @@ def _step(gram: torch.Tensor, lam: torch.Tensor, positive: bool, state: State) -
         sign[out, p] = 0
         magnitude[out, p] = 1
         count.index_add_(0, out, torch.full_like(out, -1))
-        stale.index_copy_(0, out, index[out, p])
+        # the atom that left, per sample (m: none), blocked until the next step
+        new["stale"] = torch.full_like(count, m).index_copy_(0, out, index[out, p])
     # join, written for every row (a row that does not join adds 0 to its inverse and fills nothing: its free slot
     # keeps sign 0 and magnitude 1)
     free = sign.abs().argmin(1, keepdim=True)  # the first slot with sign 0
@@ -289,17 +314,17 @@ def _step(gram: torch.Tensor, lam: torch.Tensor, positive: bool, state: State) -
     diagonal = gram.diagonal().index_select(0, joiner)
     sigma = diagonal - (g * w).sum(1)
     # an atom (numerically) in the span of the active ones cannot change the fit: it is blocked for good instead
-    independent = join & (sigma > m * torch.finfo(corr.dtype).eps * diagonal)
-    dependent, join = join ^ independent, independent
+    # (blocked either way: joined, or dependent)
+    blocked.scatter_(1, joiner_col, blocked.gather(1, joiner_col) | join.unsqueeze(1))
+    join = join & (sigma > m * torch.finfo(corr.dtype).eps * diagonal)
+    joined = join.to(corr.dtype)  # 1 for the samples that add an atom, 0 for the others
     z = w.neg_().scatter_(1, free, 1.0)
-    inverse.addcmul_(z.unsqueeze(2), (z * torch.where(join, sigma.reciprocal(), 0).unsqueeze(1)).unsqueeze(1))
-    join_col = join.unsqueeze(1)
+    # (a dependent atom's sigma is about 0: its reciprocal must not meet the 0 of "not joined")
+    inverse.addcmul_(z.unsqueeze(2), (z * torch.where(join, sigma.reciprocal_(), 0).unsqueeze(1)).unsqueeze(1))
     index.scatter_(1, free, joiner_col)  # unused where the slot stays free (sign 0)
-    sign.scatter_(1, free, torch.where(join, joiner_sign, 0).unsqueeze(1))
-    magnitude.scatter_(1, free, torch.where(join_col, 0.0, 1.0).to(magnitude.dtype))
-    blocked.scatter_(1, joiner_col, blocked.gather(1, joiner_col) | join_col | dependent.unsqueeze(1))
+    sign.scatter_(1, free, (joiner_sign * joined).unsqueeze(1))
+    magnitude.scatter_(1, free, (1 - joined).unsqueeze(1))
     count += join
-    new = dict(state, t=t, stale=stale)
     if may_fill:
         # double the slots so that every sample has a free one at the next step
         new["index"] = torch.cat([index, torch.zeros_like(index)], 1)
