@@ -68,8 +68,9 @@ class Homotopy(Solver):
     is the minimiser, so implicit differentiation applies; the path itself is not differentiated).
 
     Args:
-        max_iter: the largest number of kinks a sample may pass (a sample still on its path then keeps the exact
-            minimiser at the :math:`t > \lambda` it reached, and ``converged`` is ``False`` for it).
+        max_iter: the largest number of steps of the batch (each moves every sample to its next kink; a sample
+            still on its path then keeps the exact minimiser at the :math:`t > \lambda` it reached, and
+            ``converged`` is ``False`` for it).
         tol: a sample is ``converged`` when the KKT residual of its final code, divided by
             :math:`\|P^\top x\|_\infty`, is :math:`\le` ``tol``; ``None``: the square root of the dtype's machine
             epsilon (1.5e-8 in float64, 3.5e-4 in float32).
