@@ -79,6 +79,14 @@ def _compiled_step(cls: type, variant: tuple) -> Callable:
     return fn
 
 
+def _require_single_dense(op: Operator, x: torch.Tensor, who: str) -> None:
+    """A clear error unless ``op`` is one dense matrix (no stacked or per-head batch of matrices) and ``x`` holds
+    signals ``(B, n_features)``: what the solves on each sample's support (the polish, homotopy) need."""
+    if not isinstance(op, DenseOperator) or op.stacked or op.batch_shape or x.ndim != 2:
+        raise ValueError(f"{who} needs a single dense dictionary and signals of shape (B, n_features), got "
+                         f"{type(op).__name__} and x of shape {tuple(x.shape)}")
+
+
 def _zero_start_is_optimal(start: torch.Tensor, b: torch.Tensor, threshold: Threshold) -> torch.Tensor:
     r"""Per sample, whether the code ``start`` is 0 and the KKT conditions hold exactly there for
     :math:`b = P^\top x` (:meth:`~sparsecode.thresholds.Threshold.zero_is_optimal`), ``(B,)`` bool."""
@@ -297,17 +305,13 @@ class Solver(nn.Module, abc.ABC):
         if lam.ndim > 1 or (lam.ndim == 1 and lam.numel() not in (1, b.shape[-1])):
             raise ValueError(f"polish_every needs a lambda shared by the samples (a scalar or one per atom), got "
                              f"shape {tuple(lam.shape)}")
-        if not isinstance(op, DenseOperator) or op.stacked or x.ndim != 2 or b.ndim != 2:
-            raise ValueError("polish_every needs a single dense dictionary and signals of shape (B, n_features), got "
-                             f"{type(op).__name__} and x of shape {tuple(x.shape)}")
+        _require_single_dense(op, x, "polish_every")
         tensors = [x, b, L, *state.values(), *threshold.parameters(), *self.parameters()]
         if torch.is_grad_enabled() and any(t.requires_grad for t in tensors):
             raise ValueError("polish_every needs a solve without an autograd graph (torch.no_grad(), or implicit "
                              "differentiation): a polished code is not a function of the iterations")
         with torch.no_grad():
             gram = op.gram_matrix()
-        if gram.ndim != 2:
-            raise ValueError(f"polish_every needs one Gram matrix (n_atoms, n_atoms), got shape {tuple(gram.shape)}")
         return SupportPolish(gram.to(b.dtype), threshold, b.shape[0])
 
     # --- the same loop, faster for many independent rows on the CPU ---------------------------------------------------

@@ -41,11 +41,10 @@ from __future__ import annotations
 import torch
 
 from ..dictionaries.base import Operator
-from ..dictionaries.dense import DenseOperator
 from ..objective import per_sample_max_abs
 from ..result import SolveResult
 from ..thresholds import NonNegSoftThreshold, SoftThreshold, Threshold
-from .base import Solver, State
+from .base import Solver, State, _require_single_dense
 
 __all__ = ["Homotopy"]
 
@@ -116,7 +115,6 @@ class Homotopy(Solver):
             # atoms that cannot join: the active ones, the one that left at the last step, and atoms found linearly
             # dependent on the active ones when they tried to join
             "blocked": blocked,
-            "count": torch.ones(n, dtype=torch.long, device=b.device),  # occupied slots
             "steps": torch.zeros(n, dtype=torch.long, device=b.device),
         }
 
@@ -155,9 +153,7 @@ class Homotopy(Solver):
             raise ValueError(f"{name} needs a SoftThreshold or NonNegSoftThreshold, got {type(threshold).__name__}")
         if threshold.lam.numel() != 1:
             raise ValueError(f"{name} needs a scalar lambda, got shape {tuple(threshold.lam.shape)}")
-        if not isinstance(op, DenseOperator) or op.stacked or x.ndim != 2 or op.gram_matrix().ndim != 2:
-            raise ValueError(f"{name} needs a single dense dictionary and signals of shape (B, n_features), got "
-                             f"{type(op).__name__} and x of shape {tuple(x.shape)}")
+        _require_single_dense(op, x, name)
         if x.dtype not in (torch.float32, torch.float64):
             raise ValueError(f"{name} needs float32 or float64 signals (its rank-one updates accumulate rounding), "
                              f"got {x.dtype}")
@@ -189,7 +185,7 @@ class Homotopy(Solver):
                 check_slots = count_bound >= state["index"].shape[1] - 1
                 state, done = _step(gram, lam, positive, state, check_slots)
                 if check_slots:
-                    count_bound = int(state["count"].max())
+                    count_bound = int(_support_sizes(state["sign"]).max())
                 n_done = int(done.sum())
                 if n_done == rows.numel() or n_steps >= self.max_iter:
                     parts.append((rows, _final_part(state), done))
@@ -240,6 +236,11 @@ def _final_part(state: State, rows: torch.Tensor | None = None) -> State:
     return {k: state[k] if rows is None else state[k].index_select(0, rows) for k in keys}
 
 
+def _support_sizes(sign: torch.Tensor) -> torch.Tensor:
+    """The occupied slots of each sample (those with a sign)."""
+    return (sign != 0).sum(dim=1)
+
+
 def _only_positive(threshold: Threshold) -> bool:
     return isinstance(threshold, NonNegSoftThreshold)
 
@@ -254,7 +255,7 @@ def _step(gram: torch.Tensor, lam: torch.Tensor, positive: bool, state: State,
     :math:`\lambda`. ``check_slots``: whether a sample could fill its slots at this step (when the caller knows it
     cannot, the check's host read is skipped)."""
     t, corr, index, sign = state["t"], state["corr"], state["index"], state["sign"]
-    magnitude, inverse, blocked, count = state["magnitude"], state["inverse"], state["blocked"], state["count"]
+    magnitude, inverse, blocked = state["magnitude"], state["inverse"], state["blocked"]
     n, m = corr.shape
     slots = index.shape[1]
     stale = state.get("stale")  # present after a step where atoms left: they may join again now
@@ -284,7 +285,7 @@ def _step(gram: torch.Tensor, lam: torch.Tensor, positive: bool, state: State,
     join = ~done & (join_rate >= leave_rate)
     leave = ~(done | join)
     if check_slots:
-        any_leave, may_fill = torch.stack((leave.any(), count.max() >= slots - 1)).tolist()
+        any_leave, may_fill = torch.stack((leave.any(), _support_sizes(sign).max() >= slots - 1)).tolist()
     else:
         any_leave, may_fill = bool(leave.any()), False
     new = {key: value for key, value in state.items() if key != "stale"}
@@ -301,9 +302,8 @@ def _step(gram: torch.Tensor, lam: torch.Tensor, positive: bool, state: State,
         inverse[out, :, p] = 0
         sign[out, p] = 0
         magnitude[out, p] = 1
-        count.index_add_(0, out, torch.full_like(out, -1))
         # the atom that left, per sample (m: none), blocked until the next step
-        new["stale"] = torch.full_like(count, m).index_copy_(0, out, index[out, p])
+        new["stale"] = torch.full_like(t, m, dtype=torch.long).index_copy_(0, out, index[out, p])
     # join, written for every row (a row that does not join adds 0 to its inverse and fills nothing: its free slot
     # keeps sign 0 and magnitude 1)
     free = sign.abs().argmin(1, keepdim=True)  # the first slot with sign 0
@@ -325,7 +325,6 @@ def _step(gram: torch.Tensor, lam: torch.Tensor, positive: bool, state: State,
     index.scatter_(1, free, joiner_col)  # unused where the slot stays free (sign 0)
     sign.scatter_(1, free, (joiner_sign * joined).unsqueeze(1))
     magnitude.scatter_(1, free, (1 - joined).unsqueeze(1))
-    count += join
     if may_fill:
         # double the slots so that every sample has a free one at the next step
         new["index"] = torch.cat([index, torch.zeros_like(index)], 1)

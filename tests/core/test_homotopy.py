@@ -199,6 +199,9 @@ def test_homotopy_by_name_and_clear_errors():
         Homotopy().solve(op, x, SoftThreshold(torch.full((20,), 0.1, dtype=torch.float64)))
     with pytest.raises(ValueError, match="single dense dictionary"):
         Homotopy().solve(op, x.unsqueeze(1), threshold)
+    per_head = LinearDictionary(weight=P.expand(2, 10, 20).clone(), learnable=False).bind()
+    with pytest.raises(ValueError, match="single dense dictionary"):
+        Homotopy().solve(per_head, x, threshold)
     learnable = LinearDictionary(weight=P.clone(), learnable=True).double()
     with pytest.raises(ValueError, match="without an autograd graph"):
         Homotopy().solve(learnable.bind(), x, threshold)
@@ -219,3 +222,23 @@ def test_homotopy_on_cuda_matches_the_cpu():
         gpu = Homotopy().solve(gpu_op, x.cuda(), SoftThreshold(lam))
     assert bool(gpu.converged.all())
     torch.testing.assert_close(gpu.code.cpu(), cpu.code, atol=1e-9, rtol=1e-9)
+
+
+def test_stepping_by_hand_walks_the_path_to_the_solution():
+    # init_state / step / code: each step's code is the exact minimiser at that sample's current t
+    op, x, P = unit_norm_problem(9, 20, 40, 5)
+    b = x @ P
+    lam = _lam(b, 0.2)
+    threshold = SoftThreshold(lam)
+    solver = Homotopy()
+    with torch.no_grad():
+        state = solver.init_state(op, x, b, threshold, torch.ones(()), torch.zeros_like(b))
+        for _ in range(200):
+            state, done = solver.step(op, x, b, threshold, torch.ones(()), state)
+            code = solver.code(state, threshold, torch.ones(()))
+            at_t = SoftThreshold(state["t"].unsqueeze(1))  # each sample's own t
+            assert (at_t.kkt_residual(code, code @ (P.T @ P) - b) <= 1e-9 * b.abs().amax(dim=1)).all()
+            if bool(done.all()):
+                break
+        assert bool(done.all())
+        torch.testing.assert_close(code, Homotopy().solve(op, x, threshold).code, atol=1e-10, rtol=1e-9)
