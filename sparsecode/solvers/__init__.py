@@ -10,8 +10,8 @@ from .lca import LCA, LCA_FORMS
 from .learned import LEARNED_STEP_SIZES, LearnedISTA
 from .sparsa import SpaRSA
 
-__all__ = ["Solver", "ISTA", "FISTA", "ADMM", "Homotopy", "LCA", "LearnedISTA", "SpaRSA", "SOLVERS", "get_solver", "INITS",
-           "LCA_FORMS", "LEARNED_STEP_SIZES"]
+__all__ = ["Solver", "ISTA", "FISTA", "ADMM", "Homotopy", "LCA", "LearnedISTA", "SpaRSA", "SOLVERS", "get_solver",
+           "INITS", "LCA_FORMS", "LEARNED_STEP_SIZES"]
 
 #: name → solver class, so configurations can say ``solver="fista"``
 SOLVERS: dict[str, type[Solver]] = {"ista": ISTA, "fista": FISTA, "lca": LCA, "learned_ista": LearnedISTA,

@@ -122,7 +122,9 @@ class Homotopy(Solver):
              state: State, need_measure: bool = False) -> tuple[State, torch.Tensor]:
         r"""Move every sample of ``state`` to its next kink (or to :math:`t = \lambda`). Returns the new state and
         ``(B,)`` bool, the samples that reached :math:`\lambda` (their later steps change nothing)."""
-        return _step(op.gram_matrix().to(b.dtype), _scalar_lam(threshold, b), _only_positive(threshold), state)
+        state, done, _ = _step(op.gram_matrix().to(b.dtype), _scalar_lam(threshold, b), _only_positive(threshold),
+                               state)
+        return state, done
 
     def code(self, state: State, threshold: Threshold, L: torch.Tensor) -> torch.Tensor:
         """The codes of the path state (the exact minimisers at each sample's current :math:`t`)."""
@@ -183,9 +185,9 @@ class Homotopy(Solver):
                 n_steps += 1
                 count_bound += 1
                 check_slots = count_bound >= state["index"].shape[1] - 1
-                state, done = _step(gram, lam, positive, state, check_slots)
+                state, done, support_bound = _step(gram, lam, positive, state, check_slots)
                 if check_slots:
-                    count_bound = int(_support_sizes(state["sign"]).max())
+                    count_bound = support_bound
                 n_done = int(done.sum())
                 if n_done == rows.numel() or n_steps >= self.max_iter:
                     parts.append((rows, _final_part(state), done))
@@ -250,10 +252,11 @@ def _scalar_lam(threshold: Threshold, b: torch.Tensor) -> torch.Tensor:
 
 
 def _step(gram: torch.Tensor, lam: torch.Tensor, positive: bool, state: State,
-          check_slots: bool = True) -> tuple[State, torch.Tensor]:
-    r"""One kink of every sample of ``state`` (see the module docstring); returns the state and the samples at
-    :math:`\lambda`. ``check_slots``: whether a sample could fill its slots at this step (when the caller knows it
-    cannot, the check's host read is skipped)."""
+          check_slots: bool = True) -> tuple[State, torch.Tensor, int | None]:
+    r"""One kink of every sample of ``state`` (see the module docstring); returns the state, the samples at
+    :math:`\lambda` and, when ``check_slots``, an upper bound on every sample's support size after the step (else
+    ``None``). ``check_slots``: whether a sample could fill its slots at this step (when the caller knows it cannot,
+    the check's host read is skipped)."""
     t, corr, index, sign = state["t"], state["corr"], state["index"], state["sign"]
     magnitude, inverse, blocked = state["magnitude"], state["inverse"], state["blocked"]
     n, m = corr.shape
@@ -285,9 +288,10 @@ def _step(gram: torch.Tensor, lam: torch.Tensor, positive: bool, state: State,
     join = ~done & (join_rate >= leave_rate)
     leave = ~(done | join)
     if check_slots:
-        any_leave, may_fill = torch.stack((leave.any(), _support_sizes(sign).max() >= slots - 1)).tolist()
+        any_leave, largest = torch.stack((leave.any(), _support_sizes(sign).max())).tolist()
+        may_fill, support_bound = largest >= slots - 1, largest + 1  # (a step adds at most one atom)
     else:
-        any_leave, may_fill = bool(leave.any()), False
+        any_leave, may_fill, support_bound = bool(leave.any()), False, None
     new = {key: value for key, value in state.items() if key != "stale"}
     new["t"] = t
     if any_leave:
@@ -333,4 +337,4 @@ def _step(gram: torch.Tensor, lam: torch.Tensor, positive: bool, state: State,
         grown = inverse.new_zeros(n, 2 * slots, 2 * slots)
         grown[:, :slots, :slots] = inverse
         new["inverse"] = grown
-    return new, done
+    return new, done, support_bound
