@@ -25,7 +25,8 @@ from .layer import DIFFERENTIATION_MODES, SparseReconstruction
 from .lipschitz import power_iteration
 from .objective import kkt_residual, objective
 from .result import SolveResult, SolveTrace
-from .solvers import ADMM, FISTA, ISTA, LCA, SOLVERS, Homotopy, LearnedISTA, Solver, SpaRSA, get_solver
+from .solvers import (ADMM, FISTA, ISTA, LCA, SOLVERS, CoordinateDescent, Homotopy, LearnedISTA, Solver, SpaRSA,
+                      get_solver)
 from .thresholds import (
     THRESHOLDS,
     HardThreshold,
@@ -59,6 +60,7 @@ __all__ = [
     "FISTA",
     "ADMM",
     "Homotopy",
+    "CoordinateDescent",
     "LCA",
     "LearnedISTA",
     "SpaRSA",

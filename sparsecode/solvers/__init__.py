@@ -3,6 +3,7 @@ from __future__ import annotations
 
 from .admm import ADMM
 from .base import INITS, Solver
+from .coordinate_descent import CoordinateDescent
 from .fista import FISTA
 from .homotopy import Homotopy
 from .ista import ISTA
@@ -10,12 +11,13 @@ from .lca import LCA, LCA_FORMS
 from .learned import LEARNED_STEP_SIZES, LearnedISTA
 from .sparsa import SpaRSA
 
-__all__ = ["Solver", "ISTA", "FISTA", "ADMM", "Homotopy", "LCA", "LearnedISTA", "SpaRSA", "SOLVERS", "get_solver",
-           "INITS", "LCA_FORMS", "LEARNED_STEP_SIZES"]
+__all__ = ["Solver", "ISTA", "FISTA", "ADMM", "CoordinateDescent", "Homotopy", "LCA", "LearnedISTA", "SpaRSA",
+           "SOLVERS", "get_solver", "INITS", "LCA_FORMS", "LEARNED_STEP_SIZES"]
 
 #: name → solver class, so configurations can say ``solver="fista"``
 SOLVERS: dict[str, type[Solver]] = {"ista": ISTA, "fista": FISTA, "lca": LCA, "learned_ista": LearnedISTA,
-                                   "sparsa": SpaRSA, "admm": ADMM, "homotopy": Homotopy}
+                                   "sparsa": SpaRSA, "admm": ADMM, "homotopy": Homotopy,
+                                   "cd": CoordinateDescent}
 
 
 def get_solver(name: str, **kwargs) -> Solver:

@@ -41,7 +41,7 @@ from ..dictionaries.base import Operator
 from ..dictionaries.dense import DenseOperator
 from ..objective import kkt_residual, objective, per_sample_max_abs
 from ..result import SolveResult, SolveTrace
-from ..thresholds import Threshold
+from ..thresholds import NonNegSoftThreshold, SoftThreshold, Threshold
 from .polish import SupportPolish
 
 __all__ = ["Solver", "INITS"]
@@ -85,6 +85,29 @@ def _require_single_dense(op: Operator, x: torch.Tensor, who: str) -> None:
     if not isinstance(op, DenseOperator) or op.stacked or op.batch_shape or x.ndim != 2:
         raise ValueError(f"{who} needs a single dense dictionary and signals of shape (B, n_features), got "
                          f"{type(op).__name__} and x of shape {tuple(x.shape)}")
+
+
+def _check_exact_lasso(op: Operator, x: torch.Tensor, threshold: Threshold, trace: bool, grad_steps: int | None,
+                       who: str) -> None:
+    """The clear errors of the solvers that run their own loop on the Lasso (homotopy, coordinate descent): an
+    \ell_1 threshold with a scalar lambda, a single dense dictionary, float32/float64 signals, no trace, no
+    truncated backpropagation and no autograd graph to record."""
+    if trace:
+        raise ValueError(f"{who} runs its own loop without iterates to trace: trace=True is not supported")
+    if grad_steps is not None:
+        raise ValueError(f"{who} is not differentiated through its iterations: grad_steps is not supported")
+    if type(threshold) not in (SoftThreshold, NonNegSoftThreshold):
+        raise ValueError(f"{who} needs a SoftThreshold or NonNegSoftThreshold, got {type(threshold).__name__}")
+    if threshold.lam.numel() != 1:
+        raise ValueError(f"{who} needs a scalar lambda, got shape {tuple(threshold.lam.shape)}")
+    _require_single_dense(op, x, who)
+    if x.dtype not in (torch.float32, torch.float64):
+        raise ValueError(f"{who} needs float32 or float64 signals (its updates accumulate rounding), got {x.dtype}")
+    if torch.is_grad_enabled():
+        tensors = [x, getattr(op, "weight", x), *threshold.parameters()]
+        if any(t.requires_grad for t in tensors):
+            raise ValueError(f"{who} runs without an autograd graph: call it under torch.no_grad() "
+                             "or use SparseReconstruction(..., differentiation='implicit')")
 
 
 def _zero_start_is_optimal(start: torch.Tensor, b: torch.Tensor, threshold: Threshold) -> torch.Tensor:

@@ -44,7 +44,7 @@ from ..dictionaries.base import Operator
 from ..objective import per_sample_max_abs
 from ..result import SolveResult
 from ..thresholds import NonNegSoftThreshold, SoftThreshold, Threshold
-from .base import Solver, State, _require_single_dense
+from .base import Solver, State, _check_exact_lasso
 
 __all__ = ["Homotopy"]
 
@@ -138,32 +138,11 @@ class Homotopy(Solver):
         r"""The minimiser of :math:`\tfrac12\|Pu - x\|^2 + \lambda R(u)` for each sample of ``x`` (see the class
         docstring for what is needed). ``init``, ``trace`` and ``grad_steps`` are not supported (the path starts
         at 0 and is not differentiated)."""
-        self._check_problem(op, x, threshold, init, trace, grad_steps)
+        if init is not None:
+            raise ValueError("Homotopy starts from the zero code at lambda_max: init is not supported")
+        _check_exact_lasso(op, x, threshold, trace, grad_steps, "Homotopy")
         with torch.no_grad():
             return self._solve(op, x, threshold)
-
-    def _check_problem(self, op: Operator, x: torch.Tensor, threshold: Threshold, init: torch.Tensor | None,
-                       trace: bool, grad_steps: int | None) -> None:
-        name = type(self).__name__
-        if init is not None:
-            raise ValueError(f"{name} starts from the zero code at lambda_max: init is not supported")
-        if trace:
-            raise ValueError(f"{name} has no iterates to trace: trace=True is not supported")
-        if grad_steps is not None:
-            raise ValueError(f"{name} is not differentiated through its path: grad_steps is not supported")
-        if type(threshold) not in (SoftThreshold, NonNegSoftThreshold):
-            raise ValueError(f"{name} needs a SoftThreshold or NonNegSoftThreshold, got {type(threshold).__name__}")
-        if threshold.lam.numel() != 1:
-            raise ValueError(f"{name} needs a scalar lambda, got shape {tuple(threshold.lam.shape)}")
-        _require_single_dense(op, x, name)
-        if x.dtype not in (torch.float32, torch.float64):
-            raise ValueError(f"{name} needs float32 or float64 signals (its rank-one updates accumulate rounding), "
-                             f"got {x.dtype}")
-        if torch.is_grad_enabled():
-            tensors = [x, getattr(op, "weight", x), *threshold.parameters()]
-            if any(t.requires_grad for t in tensors):
-                raise ValueError(f"{name} follows the path without an autograd graph: call it under torch.no_grad() "
-                                 "or use SparseReconstruction(..., differentiation='implicit')")
 
     def _solve(self, op: Operator, x: torch.Tensor, threshold: Threshold) -> SolveResult:
         b = op.encode(x)

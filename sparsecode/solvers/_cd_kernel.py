@@ -1,0 +1,131 @@
+r"""The compiled loop of :class:`~sparsecode.solvers.coordinate_descent.CoordinateDescent` (numba, CPU).
+
+One function, :func:`lasso_cd_batch`, runs cyclic coordinate descent with the Gram matrix on every row of a batch,
+one row after the other, each until its own stopping test. Imported only when that solver runs (numba is an
+optional dependency: ``pip install sparsecode[cd]``).
+
+For one sample, with :math:`G = P^\top P`, :math:`b = P^\top x` and the correlations :math:`c = b - Gu` kept up to
+date, coordinate :math:`j` moves to the minimiser of the objective in :math:`u_j` alone,
+
+.. math:: u_j \leftarrow T_{\lambda/G_{jj}}\!\big(u_j + c_j / G_{jj}\big), \qquad
+          c \mathrel{-}= (u_j^{new} - u_j^{old})\, G_{:j},
+
+(:math:`T` the soft threshold, or :math:`(\cdot - \lambda/G_{jj})_+` for the non-negative Lasso), so that a sweep
+costs :math:`O(m)` for the atoms that stay at zero and :math:`O(m)` more for each coefficient that changes. Sweeps
+alternate as in glmnet: a sweep over every atom, then sweeps over the support it left until the support's own KKT
+residual meets the threshold, then a sweep over every atom again. A sample stops when, after a sweep over every
+atom, the KKT residual (:math:`|c_j - \lambda\,\mathrm{sign}(u_j)|` on the support, :math:`(|c_j| - \lambda)_+`
+elsewhere) is at most its threshold; the correlations are then recomputed from :math:`u` (they carry the rounding
+of every update) and the test repeated on the fresh ones before the sample is accepted.
+"""
+from __future__ import annotations
+
+import numpy as np
+from numba import njit
+
+__all__ = ["lasso_cd_batch"]
+
+
+@njit(cache=True, nogil=True)
+def _refresh(u, b, c, G):
+    """Recompute :math:`c = b - Gu` from scratch (only the non-zero coefficients' rows)."""
+    m = c.shape[0]
+    for k in range(m):
+        c[k] = b[k]
+    for j in range(m):
+        if u[j] != 0:
+            v = u[j]
+            for k in range(m):
+                c[k] -= G[j, k] * v
+
+
+@njit(cache=True, nogil=True)
+def _kkt_residual(u, c, lam, positive, atoms, count, every_atom):
+    """The largest KKT residual over the atoms (all of them, or ``atoms[:count]``)."""
+    worst = lam - lam
+    for q in range(c.shape[0] if every_atom else count):
+        j = q if every_atom else atoms[q]
+        if u[j] > 0:
+            r = abs(c[j] - lam)
+        elif u[j] < 0:
+            r = abs(c[j] + lam)
+        else:
+            r = (c[j] if positive else abs(c[j])) - lam
+        if r > worst:
+            worst = r
+    return worst
+
+
+@njit(cache=True, nogil=True)
+def lasso_cd_batch(G, B, U, lam, positive, thresholds, max_sweeps, support_sweeps, sweeps):
+    """Coordinate descent on every row of ``U`` (updated in place; its rows are the starting codes).
+
+    Args:
+        G: ``(m, m)`` Gram matrix (C-contiguous, symmetric).
+        B: ``(n, m)`` correlations :math:`P^\\top x` of the signals.
+        U: ``(n, m)`` codes, in and out.
+        lam: :math:`\\lambda` (a scalar of the arrays' dtype).
+        positive: the non-negative Lasso.
+        thresholds: ``(n,)`` the KKT residual at which each row stops; a negative value never stops.
+        max_sweeps: the most sweeps per row (over every atom or over the support).
+        support_sweeps: whether to sweep the support alone between full sweeps (``False``: every sweep is full).
+        sweeps: ``(n,)`` int64, out: the sweeps each row took.
+
+    Returns:
+        ``(n,)`` bool: the rows that met their threshold.
+
+    The coordinate update is written out in the sweep rather than called: a call per coordinate took the sweep
+    to 2.5× its time (measured on 256 patches, 128 atoms).
+    """
+    n, m = B.shape
+    zero = lam - lam
+    inv_diag = np.zeros(m, dtype=G.dtype)
+    for j in range(m):
+        if G[j, j] > zero:
+            inv_diag[j] = 1 / G[j, j]
+    c = np.empty(m, dtype=G.dtype)
+    support = np.empty(m, dtype=np.int64)
+    converged = np.zeros(n, dtype=np.bool_)
+    for i in range(n):
+        u, threshold = U[i], thresholds[i]
+        _refresh(u, B[i], c, G)
+        done, size, full = 0, 0, True
+        while done < max_sweeps:
+            done += 1
+            count = m if full else size
+            new_size = 0
+            for q in range(count):
+                j = q if full else support[q]
+                if inv_diag[j] == zero:
+                    continue
+                old = u[j]
+                z = old + c[j] * inv_diag[j]
+                t = lam * inv_diag[j]
+                if z > t:
+                    new = z - t
+                elif z < -t and not positive:
+                    new = z + t
+                else:
+                    new = zero
+                if new != old:
+                    step = new - old
+                    for k in range(m):
+                        c[k] -= G[j, k] * step
+                    u[j] = new
+                if full and new != zero:
+                    support[new_size] = j
+                    new_size += 1
+            if full:
+                size = new_size
+                # the stopping test, then again on correlations recomputed from u (they carry every update's
+                # rounding)
+                if _kkt_residual(u, c, lam, positive, support, size, True) <= threshold:
+                    _refresh(u, B[i], c, G)
+                    if _kkt_residual(u, c, lam, positive, support, size, True) <= threshold:
+                        converged[i] = True
+                        break
+                full = not support_sweeps or size == 0
+            else:
+                full = _kkt_residual(u, c, lam, positive, support, size, False) <= threshold
+        sweeps[i] = done
+    return converged
