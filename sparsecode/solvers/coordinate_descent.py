@@ -10,7 +10,9 @@ after which :math:`c` moves by :math:`-(\Delta u_j)\,G_{:j}`. A coefficient that
 comparison, so a sweep over every atom costs :math:`O(m\,(1 + \text{changes}))` per sample: sparse codes are cheap,
 whatever the batch. Sweeps over every atom alternate with sweeps over the support alone (glmnet's active-set
 strategy); each sample stops on its own KKT test. The loop over samples and coordinates is one compiled function
-(numba, :mod:`._cd_kernel`), so a batch costs no Python work per sample; the samples are independent.
+(numba, :mod:`._cd_kernel`), so a batch costs no Python work per sample; the samples are independent, and a batch of
+at least :data:`MIN_ROWS_PER_THREAD` rows per thread is split over ``torch.get_num_threads()`` threads (the loop
+releases the GIL).
 
 Coordinate descent converges for every convex :math:`\ell_1` problem (Tseng 2001); it is fastest when the codes
 are sparse and the atoms not too coherent. On strongly coherent dictionaries at small :math:`\lambda` it needs many
@@ -19,6 +21,7 @@ sweeps, and :class:`~sparsecode.solvers.admm.ADMM` is usually faster.
 from __future__ import annotations
 
 import math
+from concurrent.futures import ThreadPoolExecutor
 
 import torch
 
@@ -29,6 +32,9 @@ from ..thresholds import NonNegSoftThreshold, Threshold
 from .base import Solver, State, _check_exact_lasso
 
 __all__ = ["CoordinateDescent"]
+
+#: a batch is split over torch's threads (``torch.get_num_threads()``) in blocks of at least this many rows
+MIN_ROWS_PER_THREAD = 64
 
 
 def _kernel():
@@ -115,13 +121,26 @@ class CoordinateDescent(Solver):
             raise ValueError(f"{type(self).__name__} runs on the CPU (a compiled loop over samples and atoms), got "
                              f"tensors on {b.device}; on a GPU use ADMM, SpaRSA, FISTA or Homotopy")
         kernel = _kernel()
-        dtype = b.dtype
-        lam = threshold._lam_like(b).reshape(()).item()
-        sweeps = torch.zeros(b.shape[0], dtype=torch.long)
-        if b.shape[0]:
-            kernel(gram.contiguous().numpy(), b.contiguous().numpy(), u.numpy(),
-                   torch.tensor(lam, dtype=dtype).numpy()[()], isinstance(threshold, NonNegSoftThreshold),
-                   thresholds.to(dtype).contiguous().numpy(), max_sweeps, support_sweeps, sweeps.numpy())
+        n = b.shape[0]
+        sweeps = torch.zeros(n, dtype=torch.long)
+        arrays = (gram.contiguous().numpy(), b.contiguous().numpy(), u.numpy(),
+                  thresholds.to(b.dtype).contiguous().numpy(), sweeps.numpy())
+        lam = torch.tensor(threshold._lam_like(b).reshape(()).item(), dtype=b.dtype).numpy()[()]
+        positive = isinstance(threshold, NonNegSoftThreshold)
+
+        def run(rows: slice) -> None:
+            G, B, U, T, S = arrays
+            kernel(G, B[rows], U[rows], lam, positive, T[rows], max_sweeps, support_sweeps, S[rows])
+
+        # the loop releases the GIL: blocks of rows on torch's threads (samples are independent, so the codes do
+        # not depend on the split)
+        workers = min(torch.get_num_threads(), n // MIN_ROWS_PER_THREAD)
+        if workers > 1:
+            bounds = [n * k // workers for k in range(workers + 1)]
+            with ThreadPoolExecutor(workers) as pool:
+                list(pool.map(run, [slice(lo, hi) for lo, hi in zip(bounds, bounds[1:])]))
+        elif n:
+            run(slice(0, n))
         return sweeps
 
     def extra_repr(self) -> str:

@@ -120,6 +120,21 @@ def test_batch_rows_are_independent_and_zero_rows_take_one_sweep():
     assert bool(batched.converged.all())
 
 
+def test_threads_split_the_batch_without_changing_a_code():
+    op, x, P = unit_norm_problem(6, 20, 40, 300)
+    threshold = SoftThreshold(_lam(x @ P, 0.3))
+    before = torch.get_num_threads()
+    try:
+        torch.set_num_threads(1)
+        one = CoordinateDescent(tol=1e-10).solve(op, x, threshold)
+        torch.set_num_threads(3)  # 300 rows: three blocks of 100
+        three = CoordinateDescent(tol=1e-10).solve(op, x, threshold)
+    finally:
+        torch.set_num_threads(before)
+    assert torch.equal(one.code, three.code) and torch.equal(one.n_iter_per_sample, three.n_iter_per_sample)
+    assert bool(three.converged.all())
+
+
 def test_a_warm_start_at_the_minimiser_takes_one_sweep_and_any_start_converges():
     op, x, P = unit_norm_problem(8, 30, 60, 16)
     threshold = SoftThreshold(_lam(x @ P, 0.2))
