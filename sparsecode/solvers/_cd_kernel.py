@@ -12,18 +12,25 @@ date, coordinate :math:`j` moves to the minimiser of the objective in :math:`u_j
 
 (:math:`T` the soft threshold, or :math:`(\cdot - \lambda/G_{jj})_+` for the non-negative Lasso), so that a sweep
 costs :math:`O(m)` for the atoms that stay at zero and :math:`O(m)` more for each coefficient that changes. Sweeps
-alternate as in glmnet: a sweep over every atom, then sweeps over the support it left until the support's own KKT
-residual meets the threshold, then a sweep over every atom again. A sample stops when, after a sweep over every
-atom, the KKT residual (:math:`|c_j - \lambda\,\mathrm{sign}(u_j)|` on the support, :math:`(|c_j| - \lambda)_+`
-elsewhere) is at most its threshold; the correlations are then recomputed from :math:`u` (they carry the rounding
-of every update) and the test repeated on the fresh ones before the sample is accepted.
+alternate as in glmnet: a sweep over every atom, then sweeps over the support it left (on copies of :math:`G_{SS}`,
+:math:`c_S`, :math:`u_S`, so that an update costs :math:`|S|`) until the support's own KKT residual is a tenth of the
+full sweep's (:data:`SUPPORT_REDUCTION`) or meets the threshold, then a sweep over every atom again. A sample stops
+when, after a sweep over every atom, the KKT residual (:math:`|c_j - \lambda\,\mathrm{sign}(u_j)|` on the support,
+:math:`(|c_j| - \lambda)_+` elsewhere) is at most its threshold; the correlations are then recomputed from :math:`u`
+(they carry the rounding of every update) and the test repeated on the fresh ones before the sample is accepted.
 """
 from __future__ import annotations
 
 import numpy as np
 from numba import njit
 
-__all__ = ["lasso_cd_batch"]
+__all__ = ["lasso_cd_batch", "SUPPORT_REDUCTION"]
+
+#: the support sweeps stop when the support's KKT residual is this fraction of the residual after the last sweep
+#: over every atom (or meets the threshold): solving the support exactly before the next full sweep took more
+#: sweeps in all (float32, batch 256, time with 0 / 0.1 / 0.3: patches at 0.1·λmax 7.5 / 6.0 / 5.6 ms, correlated
+#: design at 0.1·λmax 7.0 / 6.1 / 6.3 ms, both at 0.5·λmax within 10%)
+SUPPORT_REDUCTION = 0.1
 
 
 @njit(cache=True, nogil=True)
@@ -120,7 +127,8 @@ def lasso_cd_batch(G, B, U, lam, positive, thresholds, max_sweeps, support_sweep
                     support[size] = j
                     size += 1
             # the stopping test, then again on correlations recomputed from u (they carry every update's rounding)
-            if _kkt_residual(u, c, lam, positive, m) <= threshold:
+            outer = _kkt_residual(u, c, lam, positive, m)
+            if outer <= threshold:
                 _refresh(u, B[i], c, G)
                 if _kkt_residual(u, c, lam, positive, m) <= threshold:
                     converged[i] = True
@@ -128,7 +136,8 @@ def lasso_cd_batch(G, B, U, lam, positive, thresholds, max_sweeps, support_sweep
             if not support_sweeps or size == 0:
                 continue
             # sweeps over the support alone, on its own copies (each update costs |S| instead of m), until the
-            # support is optimal there; then its changes go into u and c at once
+            # support's residual is SUPPORT_REDUCTION times the last full sweep's (or the threshold); then its
+            # changes go into u and c at once
             if size > capacity:
                 capacity = max(size, min(m, 2 * capacity))
                 gram_s = np.empty((capacity, capacity), dtype=G.dtype)
@@ -157,7 +166,7 @@ def lasso_cd_batch(G, B, U, lam, positive, thresholds, max_sweeps, support_sweep
                         for r in range(size):
                             c_s[r] -= gram_s[q, r] * step
                         u_s[q] = new
-                if _kkt_residual(u_s, c_s, lam, positive, size) <= threshold:
+                if _kkt_residual(u_s, c_s, lam, positive, size) <= max(threshold, SUPPORT_REDUCTION * outer):
                     break
             for q in range(size):
                 j = support[q]
