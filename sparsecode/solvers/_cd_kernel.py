@@ -48,7 +48,8 @@ def _refresh(u, b, c, G):
 
 @njit(cache=True, nogil=True)
 def _kkt_residual(u, c, lam, positive, count):
-    """The largest KKT residual over the first ``count`` coordinates of ``u`` and ``c``."""
+    """The largest KKT residual over the first ``count`` coordinates of ``u`` and ``c`` (NaN if one is NaN: a
+    signal with a NaN never passes the stopping test)."""
     worst = lam - lam
     for j in range(count):
         if u[j] > 0:
@@ -57,7 +58,7 @@ def _kkt_residual(u, c, lam, positive, count):
             r = abs(c[j] + lam)
         else:
             r = (c[j] if positive else abs(c[j])) - lam
-        if r > worst:
+        if r > worst or r != r:
             worst = r
     return worst
 

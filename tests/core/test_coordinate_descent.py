@@ -166,6 +166,20 @@ def test_the_tolerance_is_met_on_fresh_correlations_and_max_iter_says_when_it_is
     assert (kkt_residual(op, x, short.code, threshold) > 1e-12 * bscale).all()
 
 
+def test_converged_is_the_kkt_test_on_the_final_codes_and_a_nan_signal_never_passes_it():
+    op, x, P = unit_norm_problem(12, 20, 40, 8)
+    x[3, 5] = float("nan")
+    b = x @ P
+    threshold = SoftThreshold(_lam(b[torch.arange(8) != 3], 0.2))
+    with torch.no_grad():
+        res = CoordinateDescent(tol=1e-9, max_iter=5000).solve(op, x, threshold)
+    residual = kkt_residual(op, x, res.code, threshold)
+    expected = residual <= 1e-9 * b.abs().amax(dim=1)  # (False for the NaN row: NaN <= anything is False)
+    assert res.converged.tolist() == expected.tolist()
+    assert not bool(res.converged[3]) and int(res.n_iter_per_sample[3]) == 5000
+    assert bool(res.converged[torch.arange(8) != 3].all())
+
+
 def test_float32_is_close_to_float64():
     op, x, P = unit_norm_problem(7, 64, 128, 64)
     threshold = SoftThreshold(_lam(x @ P, 0.3))
