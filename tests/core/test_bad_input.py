@@ -51,7 +51,7 @@ def test_solver_and_dictionary_misuse():
         FISTA(max_iter=0)
     with pytest.raises(ValueError, match="tol must be a positive number or None, got -1"):
         ISTA(tol=-1)
-    with pytest.raises(ValueError, match=r"solver must be one of \['admm', 'fista', 'homotopy', 'ista', 'lca', 'learned_ista', 'sparsa'\], got 'adam'"):
+    with pytest.raises(ValueError, match=r"solver must be one of \['admm', 'cd', 'fista', 'homotopy', 'ista', 'lca', 'learned_ista', 'sparsa'\], got 'adam'"):
         get_solver("adam")
     with pytest.raises(ValueError, match="threshold must be one of"):
         get_threshold("relu")
