@@ -12,7 +12,8 @@ whatever the batch. Sweeps over every atom alternate with sweeps over the suppor
 strategy); each sample stops on its own KKT test. The loop over samples and coordinates is one compiled function
 (numba, :mod:`._cd_kernel`), so a batch costs no Python work per sample; the samples are independent, and a batch of
 at least :data:`MIN_ROWS_PER_THREAD` rows per thread is split over ``torch.get_num_threads()`` threads (the loop
-releases the GIL).
+releases the GIL; torch's OpenMP workers spin on the cores for a while after a parallel product, so the split gains
+most with ``OMP_WAIT_POLICY=PASSIVE``).
 
 Coordinate descent converges for every convex :math:`\ell_1` problem (Tseng 2001); it is fastest when the codes
 are sparse and the atoms not too coherent. On strongly coherent dictionaries at small :math:`\lambda` it needs many
