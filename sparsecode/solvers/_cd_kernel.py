@@ -48,8 +48,7 @@ def _refresh(u, b, c, G):
 
 @njit(cache=True, nogil=True)
 def _kkt_residual(u, c, lam, positive, count):
-    """The largest KKT residual over the first ``count`` coordinates of ``u`` and ``c`` (NaN if one is NaN: a
-    signal with a NaN never passes the stopping test)."""
+    """The largest KKT residual over the first ``count`` coordinates of ``u`` and ``c``."""
     worst = lam - lam
     for j in range(count):
         if u[j] > 0:
@@ -58,7 +57,7 @@ def _kkt_residual(u, c, lam, positive, count):
             r = abs(c[j] + lam)
         else:
             r = (c[j] if positive else abs(c[j])) - lam
-        if r > worst or r != r:
+        if r > worst:
             worst = r
     return worst
 
@@ -82,7 +81,8 @@ def lasso_cd_batch(G, B, U, lam, positive, thresholds, max_sweeps, support_sweep
         ``(n,)`` bool: the rows that met their threshold.
 
     The coordinate update is written out in both sweeps rather than called: a call per coordinate took the sweep
-    to 2.5× its time (measured on 256 patches, 128 atoms).
+    to 2.5× its time (measured on 256 patches, 128 atoms), and one loop for both sweeps, on arrays chosen per sweep,
+    took 1.07–1.30× the time (float32, batch 256, the benchmark's patches and correlated design).
     """
     n, m = B.shape
     zero = lam - lam

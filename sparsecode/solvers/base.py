@@ -90,7 +90,7 @@ def _require_single_dense(op: Operator, x: torch.Tensor, who: str) -> None:
 def _check_exact_lasso(op: Operator, x: torch.Tensor, threshold: Threshold, trace: bool, grad_steps: int | None,
                        who: str) -> None:
     """The clear errors of the solvers that run their own loop on the Lasso (homotopy, coordinate descent): an
-    \ell_1 threshold with a scalar lambda, a single dense dictionary, float32/float64 signals, no trace, no
+    l1 threshold with a scalar lambda, a single dense dictionary, float32/float64 signals, no trace, no
     truncated backpropagation and no autograd graph to record."""
     if trace:
         raise ValueError(f"{who} runs its own loop without iterates to trace: trace=True is not supported")
@@ -108,6 +108,16 @@ def _check_exact_lasso(op: Operator, x: torch.Tensor, threshold: Threshold, trac
         if any(t.requires_grad for t in tensors):
             raise ValueError(f"{who} runs without an autograd graph: call it under torch.no_grad() "
                              "or use SparseReconstruction(..., differentiation='implicit')")
+
+
+def _only_positive(threshold: Threshold) -> bool:
+    """Whether a threshold accepted by :func:`_check_exact_lasso` is the non-negative Lasso's."""
+    return isinstance(threshold, NonNegSoftThreshold)
+
+
+def _scalar_lam(threshold: Threshold, b: torch.Tensor) -> torch.Tensor:
+    """The scalar lambda of a threshold accepted by :func:`_check_exact_lasso`, as a 0-d tensor like ``b``."""
+    return threshold._lam_like(b).detach().reshape(())
 
 
 def _zero_start_is_optimal(start: torch.Tensor, b: torch.Tensor, threshold: Threshold) -> torch.Tensor:

@@ -29,8 +29,8 @@ import torch
 from ..dictionaries.base import Operator
 from ..objective import per_sample_max_abs
 from ..result import SolveResult
-from ..thresholds import NonNegSoftThreshold, Threshold
-from .base import Solver, State, _check_exact_lasso
+from ..thresholds import Threshold
+from .base import Solver, State, _check_exact_lasso, _only_positive, _scalar_lam
 
 __all__ = ["CoordinateDescent"]
 
@@ -127,8 +127,8 @@ class CoordinateDescent(Solver):
         converged = torch.zeros(n, dtype=torch.bool)
         arrays = (gram.contiguous().numpy(), b.contiguous().numpy(), u.numpy(),
                   thresholds.to(b.dtype).contiguous().numpy(), sweeps.numpy(), converged.numpy())
-        lam = torch.tensor(threshold._lam_like(b).reshape(()).item(), dtype=b.dtype).numpy()[()]
-        positive = isinstance(threshold, NonNegSoftThreshold)
+        lam = _scalar_lam(threshold, b).numpy()[()]  # a NumPy scalar of the codes' dtype
+        positive = _only_positive(threshold)
 
         def run(rows: slice) -> None:
             G, B, U, T, S, C = arrays

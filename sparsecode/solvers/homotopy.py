@@ -43,8 +43,8 @@ import torch
 from ..dictionaries.base import Operator
 from ..objective import per_sample_max_abs
 from ..result import SolveResult
-from ..thresholds import NonNegSoftThreshold, SoftThreshold, Threshold
-from .base import Solver, State, _check_exact_lasso
+from ..thresholds import Threshold
+from .base import Solver, State, _check_exact_lasso, _only_positive, _scalar_lam
 
 __all__ = ["Homotopy"]
 
@@ -220,14 +220,6 @@ def _final_part(state: State, rows: torch.Tensor | None = None) -> State:
 def _support_sizes(sign: torch.Tensor) -> torch.Tensor:
     """The occupied slots of each sample (those with a sign)."""
     return (sign != 0).sum(dim=1)
-
-
-def _only_positive(threshold: Threshold) -> bool:
-    return isinstance(threshold, NonNegSoftThreshold)
-
-
-def _scalar_lam(threshold: Threshold, b: torch.Tensor) -> torch.Tensor:
-    return threshold._lam_like(b).reshape(())
 
 
 def _step(gram: torch.Tensor, lam: torch.Tensor, positive: bool, state: State,

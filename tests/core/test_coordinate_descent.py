@@ -9,25 +9,14 @@ import numpy as np
 import pytest
 import torch
 from hypothesis import given, settings, strategies as st
-from sklearn.linear_model import Lasso
 
 from sparsecode import (FISTA, CoordinateDescent, HardThreshold, Homotopy, LinearDictionary, NonNegSoftThreshold,
                         SoftThreshold, SparseReconstruction, get_solver, kkt_residual, objective)
 
-from _lasso_problems import unit_norm_problem  # tests/core is on sys.path (pytest prepend import mode)
+from _lasso_problems import (lambda_fraction as _lam, sklearn_lasso,  # tests/core is on sys.path
+                             unit_norm_problem)
 
 pytest.importorskip("numba")
-
-
-def _sklearn_lasso(P: torch.Tensor, x: torch.Tensor, lam: float, positive: bool = False) -> torch.Tensor:
-    """scikit-learn's Lasso, one sample at a time (its alpha is lambda / n_features)."""
-    n = P.shape[0]
-    return torch.tensor(np.array([Lasso(alpha=lam / n, fit_intercept=False, positive=positive, tol=1e-15,
-                                        max_iter=200_000).fit(P.numpy(), xi).coef_ for xi in x.numpy()]))
-
-
-def _lam(b: torch.Tensor, frac: float, nonneg: bool = False) -> float:
-    return frac * float((b.clamp_min(0) if nonneg else b.abs()).amax(dim=1).median())
 
 
 @settings(max_examples=30, deadline=None)
@@ -47,7 +36,7 @@ def test_matches_sklearn_and_meets_the_kkt_conditions(seed, n, ratio, frac, batc
     assert (kkt_residual(op, x, res.code, threshold) <= 1e-11 * bscale).all()
     if nonneg:
         assert (res.code >= 0).all()
-    ref = _sklearn_lasso(P, x, lam, positive=nonneg)
+    ref = sklearn_lasso(P, x, lam, positive=nonneg)
     f_ours, f_ref = objective(op, x, res.code, threshold), objective(op, x, ref, threshold)
     assert (f_ours <= f_ref + 1e-9 * f_ref.abs()).all(), (f_ours - f_ref)
 
@@ -168,7 +157,7 @@ def test_the_tolerance_is_met_on_fresh_correlations_and_max_iter_says_when_it_is
 
 def test_converged_is_the_kkt_test_on_the_final_codes_and_a_nan_signal_never_passes_it():
     op, x, P = unit_norm_problem(12, 20, 40, 8)
-    x[3, 5] = float("nan")
+    x[3, 5] = float("nan")  # its P^T x, and with it the stopping threshold tol * |P^T x|_inf, is NaN
     b = x @ P
     threshold = SoftThreshold(_lam(b[torch.arange(8) != 3], 0.2))
     with torch.no_grad():
@@ -205,7 +194,7 @@ def test_zero_and_duplicated_atoms_do_not_break_it():
         res = CoordinateDescent(tol=1e-10, max_iter=100_000).solve(op, x, threshold)
     assert torch.isfinite(res.code).all() and bool(res.converged.all())
     assert bool((res.code[:, -1] == 0).all())
-    ref = _sklearn_lasso(P, x, threshold.lam.item())
+    ref = sklearn_lasso(P, x, threshold.lam.item())
     f_ours, f_ref = objective(op, x, res.code, threshold), objective(op, x, ref, threshold)
     assert (f_ours <= f_ref + 1e-9 * f_ref.abs()).all()
 

@@ -7,13 +7,14 @@ import numpy as np
 import pytest
 import torch
 from hypothesis import given, settings, strategies as st
-from sklearn.linear_model import Lasso, lars_path
+from sklearn.linear_model import lars_path
 
 from sparsecode import (FISTA, HardThreshold, Homotopy, LinearDictionary, NonNegSoftThreshold, SoftThreshold,
                         SparseReconstruction, get_solver, kkt_residual, objective)
 from sparsecode.solvers.homotopy import INITIAL_SLOTS
 
-from _lasso_problems import unit_norm_problem  # tests/core is on sys.path (pytest prepend import mode)
+from _lasso_problems import (lambda_fraction as _lam, sklearn_lasso,  # tests/core is on sys.path
+                             unit_norm_problem)
 
 
 def _lars(P: torch.Tensor, x: torch.Tensor, lam: float, positive: bool = False) -> tuple[torch.Tensor, torch.Tensor]:
@@ -32,10 +33,6 @@ def _lars(P: torch.Tensor, x: torch.Tensor, lam: float, positive: bool = False) 
     threshold = NonNegSoftThreshold(lam) if positive else SoftThreshold(lam)
     certified = threshold.kkt_residual(codes, codes @ (P.T @ P) - b) <= 1e-7 * b.abs().amax(dim=1)
     return codes, certified
-
-
-def _lam(b: torch.Tensor, frac: float, nonneg: bool = False) -> float:
-    return frac * float((b.clamp_min(0) if nonneg else b.abs()).amax(dim=1).median())
 
 
 @settings(max_examples=25, deadline=None)
@@ -75,8 +72,7 @@ def test_nonnegative_homotopy_matches_sklearn(seed, n, ratio, frac, batch):
     assert (res.code >= 0).all()
     bscale = (x @ P).abs().amax(dim=1)
     assert (kkt_residual(op, x, res.code, threshold) <= 1e-9 * bscale).all()
-    ref = torch.tensor(np.array([Lasso(alpha=lam / n, fit_intercept=False, positive=True, tol=1e-15,
-                                       max_iter=200_000).fit(P.numpy(), xi).coef_ for xi in x.numpy()]))
+    ref = sklearn_lasso(P, x, lam, positive=True)
     f_ours, f_ref = objective(op, x, res.code, threshold), objective(op, x, ref, threshold)
     assert (f_ours <= f_ref + 1e-9 * f_ref.abs()).all(), (f_ours - f_ref)
 

@@ -6,15 +6,15 @@ length), so our ``lambda`` equals ``alpha * n``. ``sparse_encode(algorithm="lass
 """
 from __future__ import annotations
 
-import numpy as np
 import pytest
 import torch
 from hypothesis import given, strategies as st
 from sklearn.decomposition import sparse_encode
-from sklearn.linear_model import Lasso
 
 from sparsecode import (ADMM, FISTA, ISTA, LCA, LinearDictionary, NonNegSoftThreshold, SoftThreshold, SpaRSA, kkt_residual,
                         objective)
+
+from _lasso_problems import sklearn_lasso  # tests/core is on sys.path (pytest prepend import mode)
 
 
 def _problem(seed: int, n: int, m: int, batch: int, scale: float):
@@ -22,15 +22,6 @@ def _problem(seed: int, n: int, m: int, batch: int, scale: float):
     P = torch.randn(n, m, generator=g, dtype=torch.float64) / n ** 0.5
     x = scale * torch.randn(batch, n, generator=g, dtype=torch.float64)
     return P, x
-
-
-def _sklearn_lasso(P, x, lam, positive=False):
-    n = P.shape[0]
-    coefs = []
-    for xi in x.numpy():
-        est = Lasso(alpha=lam / n, fit_intercept=False, tol=1e-15, max_iter=200_000, positive=positive)
-        coefs.append(est.fit(P.numpy(), xi).coef_)
-    return torch.tensor(np.array(coefs))
 
 
 SOLVERS = {
@@ -50,7 +41,7 @@ SOLVERS = {
 @pytest.mark.parametrize("nonneg", [False, True])
 @given(seed=st.integers(0, 10_000), n=st.integers(6, 24), ratio=st.floats(0.3, 1.0),
        frac=st.floats(0.05, 0.9), scale=st.sampled_from([1e-2, 1.0, 1e2]))
-def test_matches_sklearn_lasso(solver_name, nonneg, seed, n, ratio, frac, scale):
+def test_matchessklearn_lasso(solver_name, nonneg, seed, n, ratio, frac, scale):
     m = max(2, int(n * ratio))
     P, x = _problem(seed, n, m, 3, scale)
     b = x @ P
@@ -59,7 +50,7 @@ def test_matches_sklearn_lasso(solver_name, nonneg, seed, n, ratio, frac, scale)
     threshold = NonNegSoftThreshold(lam) if nonneg else SoftThreshold(lam)
     op = LinearDictionary(weight=P, lipschitz="exact").bind()
     res = SOLVERS[solver_name]().solve(op, x, threshold)
-    ref = _sklearn_lasso(P, x, lam, positive=nonneg)
+    ref = sklearn_lasso(P, x, lam, positive=nonneg)
     f_ours, f_ref = objective(op, x, res.code, threshold), objective(op, x, ref, threshold)
     rel = ((f_ours - f_ref) / f_ref.abs().clamp_min(1e-300)).abs()
     assert rel.max().item() <= 1e-6, (rel, res.n_iter)
