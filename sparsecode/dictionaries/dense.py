@@ -19,9 +19,10 @@ from typing import Sequence
 import torch
 
 from .._validation import check_trailing_shape
+from .._replay import replay_backward
 from ..lipschitz import DEFAULT_MARGIN, perron_bound, power_iteration
 
-__all__ = ["DenseOperator", "gram_of", "EXACT_EIGENVALUE_WORK"]
+__all__ = ["DenseOperator", "gram_of", "cross_of", "EXACT_EIGENVALUE_WORK"]
 
 #: ``lipschitz="power"`` computes the top eigenvalue of the Gram matrices exactly (``eigvalsh``, on the CPU) when
 #: (number of matrices) × k³ is at most this, with k = min(n, m) the smaller side of each matrix (one 256 × 256 Gram
@@ -56,6 +57,59 @@ def gram_of(w: torch.Tensor) -> torch.Tensor:
     return w.transpose(-1, -2) @ w
 
 
+class _SharedCross(torch.autograd.Function):
+    r""":math:`C_l = W_l^\top K` for matrices ``w`` ``(L, *batch, n, p)`` and ``k`` ``(*batch, n, q)`` shared across
+    the ``L`` leading entries, one product per leading entry: broadcasting ``matmul`` would copy ``k`` ``L`` times
+    and keep that copy for its backward. Backward: :math:`\partial W_l = K\,\partial C_l^\top`,
+    :math:`\partial K = \sum_l W_l\,\partial C_l`, accumulated in one buffer."""
+
+    @staticmethod
+    def forward(ctx, w: torch.Tensor, k: torch.Tensor) -> torch.Tensor:
+        out = w.new_empty(w.shape[:-2] + (w.shape[-1], k.shape[-1]))
+        for i in range(w.shape[0]):
+            torch.matmul(w[i].transpose(-1, -2), k, out=out[i])
+        ctx.save_for_backward(w, k)
+        return out
+
+    @staticmethod
+    def backward(ctx, grad: torch.Tensor):
+        w, k = ctx.saved_tensors
+        if torch.is_grad_enabled():  # a graph of the backward is wanted
+            return replay_backward(lambda a, b: a.transpose(-1, -2) @ b, (w, k), ctx.needs_input_grad, grad)
+        grad_w = grad_k = None
+        if ctx.needs_input_grad[0]:
+            grad_w = torch.empty_like(w, memory_format=torch.contiguous_format)
+            for i in range(w.shape[0]):
+                torch.matmul(k, grad[i].transpose(-1, -2), out=grad_w[i])
+        if ctx.needs_input_grad[1]:
+            n, q = k.shape[-2], k.shape[-1]
+            grad_k = torch.matmul(w[0], grad[0]).reshape(-1, n, q)
+            for i in range(1, w.shape[0]):
+                grad_k.baddbmm_(w[i].reshape(-1, n, w.shape[-1]), grad[i].reshape(-1, w.shape[-1], q))
+            grad_k = grad_k.reshape(k.shape)
+        return grad_w, grad_k
+
+
+def cross_of(w: torch.Tensor, k: torch.Tensor) -> torch.Tensor:
+    r""":math:`W^\top K` for batched matrices ``w`` ``(*batch_w, n, p)`` and ``k`` ``(*batch_k, n, q)`` whose batch
+    shapes broadcast, ``(*batch, p, q)``. When one side's batch shape is a proper suffix of the other's (a static
+    block shared across images beside per-image blocks), the shared side is never copied per leading entry.
+
+    Args:
+        w: the left matrices.
+        k: the right matrices.
+    """
+    lead_w, lead_k = w.ndim - k.ndim, k.ndim - w.ndim
+    if torch.is_autocast_enabled(w.device.type):  # autocast picks the products' dtype: plain matmul
+        return w.transpose(-1, -2) @ k
+    if lead_w > 0 and tuple(w.shape[lead_w:-2]) == tuple(k.shape[:-2]):
+        flat = w.reshape((-1,) + tuple(w.shape[lead_w:]))
+        return _SharedCross.apply(flat, k).reshape(w.shape[:-2] + (w.shape[-1], k.shape[-1]))
+    if lead_k > 0 and tuple(k.shape[lead_k:-2]) == tuple(w.shape[:-2]):
+        return cross_of(k, w).transpose(-1, -2)
+    return w.transpose(-1, -2) @ k
+
+
 class _ScaledStepMatrix(torch.autograd.Function):
     r"""The gradient-step matrix :math:`M = I - D R D / L` of :math:`P = W D` from the raw Gram matrix
     :math:`R = W^\top W` and the column scale :math:`D = \operatorname{diag}(s)`, with :math:`t = s/\sqrt L`:
@@ -64,12 +118,13 @@ class _ScaledStepMatrix(torch.autograd.Function):
     One full-size pass forward (the scaled Gram :math:`DRD` is never formed) and, backward,
     :math:`\partial R = -\partial M \odot t t^\top` and
     :math:`\partial t = -(E + E^\top) t` with :math:`E = \partial M \odot R`; autograd through the scaling, the
-    division and the subtraction takes about three times as many full-size passes and temporaries."""
+    division and the subtraction takes about three times as many full-size passes and temporaries. A backward pass that is
+itself differentiated goes through the plain formula (:mod:`sparsecode._replay`)."""
 
     @staticmethod
     def forward(ctx, raw: torch.Tensor, scale: torch.Tensor, inv_sqrt_L: torch.Tensor) -> torch.Tensor:
         t = scale * inv_sqrt_L
-        ctx.save_for_backward(raw, t, inv_sqrt_L)
+        ctx.save_for_backward(raw, scale, inv_sqrt_L)
         m = raw * t.neg().unsqueeze(-1)
         m.mul_(t.unsqueeze(-2))
         m.diagonal(dim1=-2, dim2=-1).add_(1)
@@ -77,16 +132,29 @@ class _ScaledStepMatrix(torch.autograd.Function):
 
     @staticmethod
     def backward(ctx, grad: torch.Tensor):
-        raw, t, inv_sqrt_L = ctx.saved_tensors
+        raw, scale, inv_sqrt_L = ctx.saved_tensors
+        if torch.is_grad_enabled():  # a graph of the backward is wanted: differentiate the formula
+            return replay_backward(_scaled_step_matrix, (raw, scale, inv_sqrt_L), ctx.needs_input_grad, grad)
+        t = scale * inv_sqrt_L
         grad_raw = grad_scale = None
-        if ctx.needs_input_grad[0]:
-            grad_raw = grad * t.neg().unsqueeze(-1) * t.unsqueeze(-2)
         if ctx.needs_input_grad[1]:
             e = grad * raw
             tv = t.unsqueeze(-2)
             grad_t = (tv @ e).squeeze(-2) + (tv @ e.transpose(-1, -2)).squeeze(-2)
             grad_scale = grad_t.neg() * inv_sqrt_L
+            if ctx.needs_input_grad[0] and e.shape == grad.shape:
+                # ∂R written into E's buffer once E is used: one full-size allocation in all instead of three
+                grad_raw = torch.mul(grad, t.neg().unsqueeze(-1), out=e).mul_(t.unsqueeze(-2))
+        if ctx.needs_input_grad[0] and grad_raw is None:
+            grad_raw = (grad * t.neg().unsqueeze(-1)).mul_(t.unsqueeze(-2))
         return grad_raw, grad_scale, None
+
+
+def _scaled_step_matrix(raw: torch.Tensor, scale: torch.Tensor, inv_sqrt_L: torch.Tensor) -> torch.Tensor:
+    """:class:`_ScaledStepMatrix` as plain differentiable operations."""
+    t = scale * inv_sqrt_L
+    eye = torch.eye(raw.shape[-1], dtype=raw.dtype, device=raw.device)
+    return eye - raw * t.unsqueeze(-1) * t.unsqueeze(-2)
 
 
 def _fold_matmul(v: torch.Tensor, mat: torch.Tensor) -> torch.Tensor:
@@ -304,15 +372,62 @@ class DenseOperator:
     def gradient_step(self, u: torch.Tensor, b: torch.Tensor, L: torch.Tensor) -> torch.Tensor:
         r"""The gradient step :math:`u - (P^\top P u - b)/L` of :math:`\tfrac12\|Pu - x\|^2` with :math:`b = P^\top x`.
 
-        For a single matrix with a cached Gram matrix and a scalar ``L`` it is one fused multiply-add
-        :math:`u\,M + c` with :math:`M = I - G/L` and :math:`c = b/L`, both built once per ``(L, b)`` pair (solvers
-        pass the same tensors at every iteration); stacked codes of a batch of matrices with one ``L`` per matrix
-        take the batched form of the same multiply-add; otherwise it is computed term by term.
+        Where :meth:`affine_step` applies it is one fused multiply-add :math:`u\,M + c`; otherwise it is computed
+        term by term.
 
         Args:
             u: codes, ``(..., n_atoms)``.
             b: :math:`P^\top x`, the shape of ``u``.
             L: the step-size constant, a tensor broadcastable against ``u``.
+        """
+        affine = self.affine_step(u, b, L)
+        if affine is None:
+            return u - (self.gram(u) - b) / L
+        m, c = affine
+        if m.ndim == 2:
+            return torch.addmm(c, u, m)
+        return torch.baddbmm(c, u.reshape(c.shape), m).reshape(u.shape)
+
+    def scaled_step(self, u: torch.Tensor, b: torch.Tensor,
+                    L: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor] | None:
+        r"""The gradient step of an operator with a raw Gram matrix and a column scale, as
+        :math:`u\,M + c` with :math:`M = I - T R T` never formed: ``(R, t, c)`` with :math:`t = s/\sqrt L`
+        (:math:`T = \operatorname{diag}(t)`) and :math:`c = b/L`, shaped ``(K, m, m)``, ``(K, m)`` and ``(K, S, m)``
+        for stacked codes ``(*batch, S, m)`` of ``K`` matrices with one ``L`` per matrix or a scalar ``L``; ``None``
+        for any other operator or layout (then see :meth:`affine_step`).
+
+        Args:
+            u: codes (only their shape and dtype are read).
+            b: :math:`P^\top x`, the shape of ``u``.
+            L: the step-size constant (detached), a tensor broadcastable against ``u``.
+        """
+        raw = self._raw_gram
+        if (raw is None or not self.stacked or raw.ndim < 3 or u.ndim != raw.ndim or u.shape != b.shape
+                or u.shape[:-2] != raw.shape[:-2] or L.ndim > raw.ndim or any(n != 1 for n in L.shape[-2:])
+                or L.numel() not in (1, raw[..., 0, 0].numel()) or not u.dtype == raw.dtype == b.dtype):
+            return None
+        rows, m = u.shape[-2], u.shape[-1]
+        inv_sqrt = L.detach().to(raw.dtype).rsqrt()
+        inv_sqrt = inv_sqrt.reshape(()) if L.numel() == 1 else inv_sqrt.reshape(raw.shape[:-2] + (1,))
+        t = self._column_scale.to(raw.dtype) * inv_sqrt
+        return raw.reshape(-1, m, m), t.reshape(-1, m), (b / L.to(b.dtype)).reshape(-1, rows, m)
+
+    def affine_step(self, u: torch.Tensor, b: torch.Tensor,
+                    L: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor] | None:
+        r"""The gradient step as an affine map of the codes, :math:`u - (Gu - b)/L = u\,M + c` with
+        :math:`M = I - G/L` and :math:`c = b/L`, or ``None`` where this operator has no such form.
+
+        It has one for a single matrix with a cached Gram matrix, a scalar ``L`` and codes ``(B, n_atoms)``
+        (``M`` ``(n_atoms, n_atoms)``, ``c`` ``(B, n_atoms)``), and for stacked codes ``(*batch, S, n_atoms)`` of a
+        batch of matrices with one ``L`` per matrix or a scalar ``L`` (``M`` ``(K, n_atoms, n_atoms)`` and ``c``
+        ``(K, S, n_atoms)``, ``K`` the number of matrices, for ``baddbmm``). Both are built once per ``(L, b)`` pair
+        (solvers pass the same tensors at every iteration) and rebuilt once if they were built without the graph
+        that is now wanted. With a raw Gram matrix and a column scale, ``M`` is built from them in one pass.
+
+        Args:
+            u: codes (only their shape and dtype are read).
+            b: :math:`P^\top x`, the shape of ``u``.
+            L: the step-size constant (detached), a tensor broadcastable against ``u``.
         """
         # the raw Gram matrix (with the column scale) when there is one: M is then built without forming G
         raw = self._raw_gram
@@ -323,7 +438,7 @@ class DenseOperator:
                    and u.shape[:-2] == g.shape[:-2] and L.ndim <= g.ndim
                    and all(n == 1 for n in L.shape[-2:]) and L.numel() in (1, g[..., 0, 0].numel()))
         if not (single or batched) or u.shape != b.shape or not u.dtype == g.dtype == b.dtype:
-            return u - (self.gram(u) - b) / L
+            return None
         # constants built without a graph (e.g. the no-grad part of a truncated solve) are rebuilt once grad is on
         scale = self._column_scale
         g_grad = g.requires_grad or (raw is not None and scale.requires_grad)
@@ -344,11 +459,10 @@ class DenseOperator:
             self._step_offset = b / L.to(b.dtype)
             self._step_offset_key = (b, L)
         if single:
-            return torch.addmm(self._step_offset, u, self._step_matrix)
+            return self._step_matrix, self._step_offset
         rows, m = u.shape[-2], u.shape[-1]
-        out = torch.baddbmm(self._step_offset.reshape(-1, rows, m), u.reshape(-1, rows, m),
-                            self._step_matrix.expand(g.shape).reshape(-1, m, m))
-        return out.reshape(u.shape)
+        return (self._step_matrix.expand(g.shape).reshape(-1, m, m),
+                self._step_offset.reshape(-1, rows, m))
 
     def gram_eigh(self) -> tuple[torch.Tensor, torch.Tensor]:
         r"""The eigenpairs of the Gram matrix that can be non-zero, detached and cached:

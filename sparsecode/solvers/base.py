@@ -259,7 +259,12 @@ class Solver(nn.Module, abc.ABC):
         grad_enabled = torch.is_grad_enabled()
         b = op.encode(x)
         L = self.lipschitz(op, x)
-        state = self.init_state(op, x, b, threshold, L, self.initial_code(op, b, threshold, init))
+        u0 = self.initial_code(op, b, threshold, init)
+        if self.tol is None and not trace and grad_steps is None and not self.compile_step and grad_enabled:
+            fused = self._fused_unrolled_solve(op, x, b, threshold, L, u0)
+            if fused is not None:
+                return fused
+        state = self.init_state(op, x, b, threshold, L, u0)
         n_samples = x.shape[0]
         active = torch.ones(n_samples, dtype=torch.bool, device=x.device)
         converged = torch.zeros_like(active)
@@ -315,6 +320,13 @@ class Solver(nn.Module, abc.ABC):
         code = self.code(state, threshold, L)
         return SolveResult(code=code if polisher is None else polisher.apply(code), n_iter=n_iter,
                            converged=converged, n_iter_per_sample=iters, trace=result_trace, state=state)
+
+    def _fused_unrolled_solve(self, op: Operator, x: torch.Tensor, b: torch.Tensor, threshold: Threshold,
+                              L: torch.Tensor, u0: torch.Tensor) -> SolveResult | None:
+        """A solve of exactly ``max_iter`` iterations differentiated through every one, as one autograd node, where a
+        solver has one for this operator and threshold (``None``: the loop runs; the default). Called only for
+        solves without ``tol``, trace, ``grad_steps`` or ``compile_step``, with autograd recording."""
+        return None
 
     def _optimal_at_start(self, b: torch.Tensor, threshold: Threshold, L: torch.Tensor,
                           state: State) -> torch.Tensor:
