@@ -18,7 +18,8 @@ multiply-adds (autograd forms a product per step and sums them), and no per-step
 <sparsecode.dictionaries.dense.DenseOperator.scaled_step>`), applied as :math:`u + c - ((u \odot t) R) \odot t` so
 that :math:`M` is neither formed nor kept for the backward pass (a Gram-sized buffer fewer; the VARS mixers'
 dictionaries). Its backward accumulates :math:`A = \sum_k (u_k \odot t)^\top (\bar v_k \odot t)`, which gives
-:math:`\bar R = -A` and :math:`\bar t_i = -\big(\sum_j (A \odot R)_{ij} + \sum_j (A \odot R)_{ji}\big)/t_i`.
+:math:`\bar R = -A` and :math:`\bar t_i = -\big(\sum_j (A \odot R)_{ij} + \sum_j (A \odot R)_{ji}\big)/t_i`
+(:math:`-A` is accumulated directly).
 
 When the backward pass is itself differentiated (``create_graph=True``), both nodes differentiate a replay of their
 steps instead (:mod:`sparsecode._replay`), so higher-order derivatives are those of the loop.
@@ -33,61 +34,65 @@ from ..thresholds import _sum_to_shape
 __all__ = ["unrolled_soft_ista"]
 
 
-def _times(u: torch.Tensor, m: torch.Tensor) -> torch.Tensor:
-    return u @ m if m.ndim == 2 else torch.bmm(u, m)
+def _bounds(t: torch.Tensor, shape: torch.Size) -> tuple[torch.Tensor, torch.Tensor]:
+    """``(-t, t)`` with the last dimension materialised (``t`` broadcast against codes of ``shape``): a clamp whose
+    bounds broadcast along the last dimension takes a slow path (about 2.5 times the time)."""
+    t = t.reshape((1,) * (len(shape) - t.ndim) + tuple(t.shape))
+    upper = t.expand(tuple(t.shape[:-1]) + (shape[-1],)).contiguous()
+    return upper.neg(), upper
 
 
-def _outer(u: torch.Tensor, g: torch.Tensor) -> torch.Tensor:
-    return u.transpose(-1, -2) @ g
+def _active(code: torch.Tensor) -> torch.Tensor:
+    """``1[code != 0]`` as a float tensor, written directly (a bool mask and its conversion take four times as long);
+    the derivative of the soft threshold at its output ``code``."""
+    return torch.ne(code, 0, out=torch.empty_like(code))
 
 
 class _UnrolledSoftISTA(torch.autograd.Function):
     @staticmethod
     def forward(ctx, u0: torch.Tensor, m: torch.Tensor, c: torch.Tensor, t: torch.Tensor, n_steps: int,
                 shape: torch.Size) -> torch.Tensor:
-        u, inputs, outputs = u0, [], []
+        lower, upper = _bounds(t, shape)
+        u, codes = u0, [u0]
         for _ in range(n_steps):
             v = torch.addmm(c, u, m) if m.ndim == 2 else torch.baddbmm(c, u, m)
             # the threshold in the codes' own shape (t broadcasts against it), the products in the flat one
             v_shaped = v.reshape(shape)
-            u_new = (v_shaped - torch.clamp(v_shaped, -t, t)).reshape(v.shape)
-            inputs.append(u)
-            outputs.append(u_new)
-            u = u_new
-        ctx.save_for_backward(m, c, t, *inputs, *outputs)
+            u = v_shaped.sub_(torch.clamp(v_shaped, lower, upper)).reshape(v.shape)
+            codes.append(u)
+        ctx.save_for_backward(m, c, t, *codes)
         ctx.n_steps, ctx.shape = n_steps, shape
         return u
 
     @staticmethod
     def backward(ctx, grad: torch.Tensor):
-        m, c, t, *saved = ctx.saved_tensors
+        m, c, t, *codes = ctx.saved_tensors
         n, shape = ctx.n_steps, ctx.shape
-        inputs, outputs = saved[:n], saved[n:]
         if torch.is_grad_enabled():  # a graph of the backward is wanted: differentiate the replayed steps
-            return replay_backward(_affine_steps, (inputs[0], m, c, t), ctx.needs_input_grad[:4], grad, n,
-                                  shape) + (
-                None, None)
+            return replay_backward(_affine_steps, (codes[0], m, c, t), ctx.needs_input_grad[:4], grad, n,
+                                  shape) + (None, None)
         need_u0, need_m, need_c, need_t = ctx.needs_input_grad[:4]
         m_t = m.transpose(-1, -2)
         grad_m = grad_c = grad_t = None
         g = grad
         for k in reversed(range(n)):
-            out = outputs[k]
-            g_v = g * (out != 0).to(g.dtype)
+            out = codes[k + 1]
+            g_v = _active(out).mul_(g)
             if need_m:
+                u_t = codes[k].transpose(-1, -2)
                 if grad_m is None:
-                    grad_m = _outer(inputs[k], g_v)
+                    grad_m = u_t @ g_v
                 elif m.ndim == 3:
-                    grad_m.baddbmm_(inputs[k].transpose(-1, -2), g_v)
+                    grad_m.baddbmm_(u_t, g_v)
                 else:
-                    grad_m.addmm_(inputs[k].transpose(-1, -2), g_v)
-            if need_c:
-                grad_c = g_v if grad_c is None else grad_c + g_v
+                    grad_m.addmm_(u_t, g_v)
             if need_t:
                 step_t = -(g_v * torch.sign(out))
                 grad_t = step_t if grad_t is None else grad_t + step_t
             if k > 0 or need_u0:
-                g = _times(g_v, m_t)
+                g = g_v @ m_t
+            if need_c:  # after g_v's last use: the first g_v becomes the running sum
+                grad_c = g_v if grad_c is None else grad_c.add_(g_v)
         if grad_t is not None:
             grad_t = _sum_to_shape(grad_t.reshape(shape), t.shape)
         return g if need_u0 else None, grad_m, grad_c, grad_t, None, None
@@ -144,12 +149,13 @@ class _UnrolledScaledSoftISTA(torch.autograd.Function):
     def forward(ctx, u0: torch.Tensor, r: torch.Tensor, t: torch.Tensor, c: torch.Tensor, thr: torch.Tensor,
                 n_steps: int, shape: torch.Size) -> torch.Tensor:
         tv = t.unsqueeze(-2)
+        lower, upper = _bounds(thr, shape)
         u, codes = u0, [u0]
         for _ in range(n_steps):
-            z = torch.bmm(u * tv, r).mul_(tv)
-            v = (u + c).sub_(z)
+            # v = c - ((u ⊙ t) R) ⊙ t + u, in two passes after the product
+            v = torch.addcmul(c, torch.bmm(u * tv, r), tv, value=-1).add_(u)
             v_shaped = v.reshape(shape)
-            u = v_shaped.sub_(torch.clamp(v_shaped, -thr, thr)).reshape(v.shape)
+            u = v_shaped.sub_(torch.clamp(v_shaped, lower, upper)).reshape(v.shape)
             codes.append(u)
         ctx.save_for_backward(r, t, c, thr, *codes)
         ctx.n_steps, ctx.shape = n_steps, shape
@@ -161,40 +167,38 @@ class _UnrolledScaledSoftISTA(torch.autograd.Function):
         n, shape = ctx.n_steps, ctx.shape
         if torch.is_grad_enabled():  # a graph of the backward is wanted: differentiate the replayed steps
             return replay_backward(_scaled_steps, (codes[0], r, t, c, thr), ctx.needs_input_grad[:5], grad, n,
-                                  shape) + (
-                None, None)
+                                  shape) + (None, None)
         need_u0, need_r, need_t, need_c, need_thr = ctx.needs_input_grad[:5]
         tv = t.unsqueeze(-2)
+        neg_tv = tv.neg()
         r_t = r.transpose(-1, -2)
-        # a = Σ_k (u_k ⊙ t)ᵀ (v̄_k ⊙ t): ∂R = -a, and the derivative in t is read off a ⊙ R at the end
+        # a = Σ_k (u_k ⊙ t)ᵀ (-v̄_k ⊙ t) is ∂R, and the derivative in t is read off a ⊙ R at the end
         a = grad_c = grad_thr = None
         g = grad
         for k in reversed(range(n)):
             out = codes[k + 1]
-            g_v = g * (out != 0).to(g.dtype)
-            h = g_v * tv
+            g_v = _active(out).mul_(g)
+            h = g_v * neg_tv
             if need_r or need_t:
                 w_t = (codes[k] * tv).transpose(-1, -2)
                 if a is None:
                     a = torch.bmm(w_t, h)
                 else:
                     a.baddbmm_(w_t, h)
-            if need_c:
-                grad_c = g_v if grad_c is None else grad_c + g_v
             if need_thr:
                 step_thr = -(g_v * torch.sign(out))
                 grad_thr = step_thr if grad_thr is None else grad_thr + step_thr
             if k > 0 or need_u0:
-                g = g_v - torch.bmm(h, r_t) * tv
-        grad_t = grad_r = None
+                g = torch.addcmul(g_v, torch.bmm(h, r_t), tv)
+            if need_c:  # after g_v's last use: the first g_v becomes the running sum
+                grad_c = g_v if grad_c is None else grad_c.add_(g_v)
+        grad_t = None
         if need_t:
-            # ∂t_i = -(Σ_j (a ⊙ R)_ij + Σ_j (a ⊙ R)_ji) / t_i  (a carries the factor t_i t_j of M = I - T R T)
-            grad_t = -_product_row_col_sums(a, r) / t
-        if need_r:
-            grad_r = a.neg_()
+            # ∂t_i = (Σ_j (a ⊙ R)_ij + Σ_j (a ⊙ R)_ji) / t_i  (a carries the factor t_i t_j of M = I - T R T)
+            grad_t = _product_row_col_sums(a, r).div_(t)
         if grad_thr is not None:
             grad_thr = _sum_to_shape(grad_thr.reshape(shape), thr.shape)
-        return g if need_u0 else None, grad_r, grad_t, grad_c, grad_thr, None, None
+        return g if need_u0 else None, a if need_r else None, grad_t, grad_c, grad_thr, None, None
 
 
 def _scaled_steps(u, r, t, c, thr, n_steps, shape):
