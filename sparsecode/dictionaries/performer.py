@@ -46,21 +46,26 @@ def l2_normalize(x: torch.Tensor, dim: int, eps: float = _EPS) -> torch.Tensor:
     return x * x.square().sum(dim=dim, keepdim=True).clamp_min(eps * eps).rsqrt()
 
 
-def positive_random_features(x: torch.Tensor, projection: torch.Tensor) -> torch.Tensor:
+def positive_random_features(x: torch.Tensor, projection: torch.Tensor,
+                             squared_norm: torch.Tensor | None = None) -> torch.Tensor:
     r""":math:`\phi(x) = \exp(W^\top x - \|x\|^2/2)/\sqrt m` for every token.
 
     Args:
         x: tokens ``(..., heads, N, head_dim)``.
         projection: :math:`W`, ``(heads, head_dim, m)``.
+        squared_norm: :math:`\|x\|^2` ``(..., heads, N, 1)`` when the caller has it (e.g. from normalising the
+            tokens), which spares a full pass over ``x`` and its backward; ``None``: computed here.
 
     Returns:
         ``(..., heads, N, m)``.
     """
     m = projection.shape[-1]
+    if squared_norm is None:
+        squared_norm = x.square().sum(dim=-1, keepdim=True)
     # the 1/sqrt(m) factor enters the exponent as -log(m)/2, added to the per-token offset ||x||^2/2: one full-size
     # pass (and one backward pass) fewer than a division of the features
     # (adding the small negated offset, rather than subtracting it, spares the backward a full-size negation)
-    neg_offset = x.square().sum(dim=-1, keepdim=True) * -0.5 - 0.5 * math.log(m)
+    neg_offset = squared_norm * -0.5 - 0.5 * math.log(m)
     return torch.exp(x @ projection + neg_offset)
 
 
@@ -137,10 +142,19 @@ class PerformerDictionary(Dictionary):
         if tokens.ndim != 4 or tokens.shape[1] != self.n_heads or tokens.shape[-1] != self.head_dim:
             raise ValueError(f"context (the tokens X) must have shape (B, {self.n_heads}, N, {self.head_dim}), "
                              f"got {tuple(tokens.shape)}")
-        x = l2_normalize(tokens, dim=-1) if self.normalize_input else tokens
+        squared_norm = None
+        if self.normalize_input and tokens.dtype in (torch.float32, torch.float64):
+            # x = t/max(|t|, eps) and |x|^2 = |t|^2/max(|t|, eps)^2 from the same per-token sums (no second pass)
+            sums = tokens.square().sum(dim=-1, keepdim=True)
+            inv_norm = sums.clamp_min(_EPS * _EPS).rsqrt()
+            x = tokens * inv_norm
+            squared_norm = sums * inv_norm.square()
+        else:
+            x = l2_normalize(tokens, dim=-1) if self.normalize_input else tokens
         if self.input_scale != 1.0:
             x = x * self.input_scale
-        return positive_random_features(x, self.projection.to(x.dtype))
+            squared_norm = None if squared_norm is None else squared_norm * self.input_scale ** 2
+        return positive_random_features(x, self.projection.to(x.dtype), squared_norm)
 
     def bind(self, context: Any = None) -> DenseOperator:
         """The stacked dense operator of :math:`\\Phi(X)` for the tokens ``context`` ``(B, heads, N, head_dim)``."""
