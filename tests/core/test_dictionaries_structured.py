@@ -289,3 +289,27 @@ def test_float32_float64_and_bf16_autocast_are_finite(name, factory, shape, cont
     with torch.autocast("cpu", dtype=torch.bfloat16):
         z = layer(x, ctx)
     assert torch.isfinite(z.float()).all()
+
+
+def test_performer_features_of_normalised_tokens_equal_the_formula():
+    """The features take |x|^2 from the tokens' normalisation (no second pass): the same numbers as
+    exp(W^T x - |x|^2/2)/sqrt(m) with x = t/max(|t|, eps), zero tokens included, and the same derivatives."""
+    import math
+
+    from sparsecode import PerformerDictionary
+    from sparsecode.dictionaries.performer import positive_random_features
+
+    g = torch.Generator().manual_seed(0)
+    d = PerformerDictionary(2, 4, 6, normalize_input=True, input_scale=1.5, generator=g).double()
+    tokens = torch.randn(3, 2, 5, 4, generator=g, dtype=torch.float64)
+    tokens[0, 1, 2] = 0.0  # a zero token: x = 0, |x|^2 = 0
+    t1, t2 = tokens.clone().requires_grad_(), tokens.clone().requires_grad_()
+    phi = d.features(t1)
+    x = 1.5 * t2 / t2.norm(dim=-1, keepdim=True).clamp_min(1e-12)
+    expected = torch.exp(x @ d.projection - x.square().sum(-1, keepdim=True) / 2) / math.sqrt(6)
+    torch.testing.assert_close(phi, expected, rtol=1e-13, atol=1e-15)
+    torch.testing.assert_close(positive_random_features(x, d.projection), expected, rtol=1e-13, atol=1e-15)
+    weights = torch.randn(phi.shape, generator=g, dtype=torch.float64)
+    (phi * weights).sum().backward()
+    (expected * weights).sum().backward()
+    torch.testing.assert_close(t1.grad, t2.grad, rtol=1e-11, atol=1e-13)
