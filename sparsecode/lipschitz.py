@@ -154,9 +154,12 @@ def perron_bound(gram: torch.Tensor, n_iter: int = 8, rounding_margin: float = 1
             a.mul_(s.unsqueeze(-1)).mul_(s.unsqueeze(-2))
         tiny, eps = torch.finfo(a.dtype).tiny, torch.finfo(a.dtype).eps
 
+        m = a.shape[-1]
+        flat = a.reshape(-1, m, m)
+
         def product(v: torch.Tensor) -> torch.Tensor:
-            # A is symmetric; the row-vector product is the fast batched form
-            return (v.unsqueeze(-2) @ a).squeeze(-2)
+            # A is symmetric; the row-vector product is the fast batched form (bmm on flat views: one dispatch)
+            return torch.bmm(v.reshape(-1, 1, m), flat).reshape(v.shape)
 
         v = a.sum(dim=-2)  # one step from the all-ones vector: the row-sum bound
         for _ in range(n_iter):

@@ -58,16 +58,16 @@ def gram_of(w: torch.Tensor) -> torch.Tensor:
 
 
 class _SharedCross(torch.autograd.Function):
-    r""":math:`C_l = W_l^\top K` for matrices ``w`` ``(L, *batch, n, p)`` and ``k`` ``(*batch, n, q)`` shared across
-    the ``L`` leading entries, one product per leading entry: broadcasting ``matmul`` would copy ``k`` ``L`` times
-    and keep that copy for its backward. Backward: :math:`\partial W_l = K\,\partial C_l^\top`,
+    r""":math:`C_l = W_l^\top K` for matrices ``w`` ``(L, B, n, p)`` and ``k`` ``(B, n, q)`` shared across the ``L``
+    leading entries, one batched product per leading entry: broadcasting ``matmul`` would copy ``k`` ``L`` times and
+    keep that copy for its backward. Backward: :math:`\partial W_l = K\,\partial C_l^\top`,
     :math:`\partial K = \sum_l W_l\,\partial C_l`, accumulated in one buffer."""
 
     @staticmethod
     def forward(ctx, w: torch.Tensor, k: torch.Tensor) -> torch.Tensor:
         out = w.new_empty(w.shape[:-2] + (w.shape[-1], k.shape[-1]))
         for i in range(w.shape[0]):
-            torch.matmul(w[i].transpose(-1, -2), k, out=out[i])
+            torch.bmm(w[i].transpose(-1, -2), k, out=out[i])
         ctx.save_for_backward(w, k)
         return out
 
@@ -80,13 +80,11 @@ class _SharedCross(torch.autograd.Function):
         if ctx.needs_input_grad[0]:
             grad_w = torch.empty_like(w, memory_format=torch.contiguous_format)
             for i in range(w.shape[0]):
-                torch.matmul(k, grad[i].transpose(-1, -2), out=grad_w[i])
+                torch.bmm(k, grad[i].transpose(-1, -2), out=grad_w[i])
         if ctx.needs_input_grad[1]:
-            n, q = k.shape[-2], k.shape[-1]
-            grad_k = torch.matmul(w[0], grad[0]).reshape(-1, n, q)
+            grad_k = torch.bmm(w[0], grad[0])
             for i in range(1, w.shape[0]):
-                grad_k.baddbmm_(w[i].reshape(-1, n, w.shape[-1]), grad[i].reshape(-1, w.shape[-1], q))
-            grad_k = grad_k.reshape(k.shape)
+                grad_k.baddbmm_(w[i], grad[i])
         return grad_w, grad_k
 
 
@@ -103,8 +101,10 @@ def cross_of(w: torch.Tensor, k: torch.Tensor) -> torch.Tensor:
     if torch.is_autocast_enabled(w.device.type):  # autocast picks the products' dtype: plain matmul
         return w.transpose(-1, -2) @ k
     if lead_w > 0 and tuple(w.shape[lead_w:-2]) == tuple(k.shape[:-2]):
-        flat = w.reshape((-1,) + tuple(w.shape[lead_w:]))
-        return _SharedCross.apply(flat, k).reshape(w.shape[:-2] + (w.shape[-1], k.shape[-1]))
+        n, p, q = w.shape[-2], w.shape[-1], k.shape[-1]
+        flat = w.reshape((-1, max(1, k[..., 0, 0].numel()), n, p))
+        out = _SharedCross.apply(flat, k.reshape(-1, n, q))
+        return out.reshape(w.shape[:-2] + (p, q))
     if lead_k > 0 and tuple(k.shape[lead_k:-2]) == tuple(w.shape[:-2]):
         return cross_of(k, w).transpose(-1, -2)
     return w.transpose(-1, -2) @ k
@@ -170,6 +170,25 @@ def _fold_matmul(v: torch.Tensor, mat: torch.Tensor) -> torch.Tensor:
     rows = v.movedim(tuple(range(len(lead))), moved).reshape(tuple(mat.shape[:-2]) + (-1, v.shape[-1])) @ mat
     out = rows.reshape(tuple(mat.shape[:-2]) + lead + (v.shape[-2], mat.shape[-1]))
     return out.movedim(moved, tuple(range(len(lead))))
+
+
+def _fold_matmul_transposed(v: torch.Tensor, mat: torch.Tensor) -> torch.Tensor:
+    r""":math:`v\,M` as in :func:`_fold_matmul`, computed as :math:`(M^\top v^\top)^\top` with the leading dimensions
+    of ``v`` folded into the columns of :math:`v^\top`: for rows ``v`` that are the transpose of a row-major tensor
+    (``v.stride(-2) == 1``, e.g. the value channels of tokens), whose copy into :func:`_fold_matmul`'s layout is a
+    strided gather while this one copies whole rows. Returns a transposed view."""
+    k = mat.ndim - 2
+    n_lead = v.ndim - 2 - k
+    vt = v.transpose(-1, -2)  # (*lead, *batch_k, n, S)
+    mat_t = mat.transpose(-1, -2)
+    if n_lead <= 0:
+        return (mat_t @ vt).transpose(-1, -2)
+    lead = tuple(vt.shape[:n_lead])
+    batch_k = tuple(mat.shape[:-2])
+    perm = tuple(range(n_lead, n_lead + k)) + (n_lead + k,) + tuple(range(n_lead)) + (n_lead + k + 1,)
+    cols = vt.permute(perm).reshape(batch_k + (vt.shape[-2], -1))  # (*batch_k, n, L·S)
+    out = (mat_t @ cols).reshape(batch_k + (mat.shape[-1],) + lead + (v.shape[-2],))  # (*batch_k, m, *lead, S)
+    return out.permute(tuple(range(k + 1, k + 1 + n_lead)) + tuple(range(k)) + (k + 1 + n_lead, k))
 
 
 class DenseOperator:
@@ -255,6 +274,8 @@ class DenseOperator:
         self._eigh_cache: tuple[torch.Tensor, torch.Tensor] | None = None
         self._eigh_vt: torch.Tensor | None = None
         self._row_norm_cache: torch.Tensor | None = None
+        # whether the signals encoded last were the transpose of a row-major tensor: decode then returns that layout
+        self._signals_transposed = False
 
     @staticmethod
     def _weight_shape(weight: torch.Tensor | None, blocks) -> tuple[int, ...]:
@@ -339,19 +360,31 @@ class DenseOperator:
 
     def decode(self, u: torch.Tensor) -> torch.Tensor:
         u = self._scale_codes(u)
+        transposed = self._signals_transposed
         if self._blocks is None or not self.stacked:
+            if transposed and self.stacked and u.ndim == self._base.ndim:
+                return (self._base @ u.transpose(-1, -2)).transpose(-1, -2)
             return self._apply(self._base.transpose(-1, -2), u)
         parts = u.split([int(b.shape[-1]) for b in self._blocks], dim=-1)
+        fold = _fold_matmul_transposed if transposed else _fold_matmul
         out = None
         for block, part in zip(self._blocks, parts):
-            z = _fold_matmul(part, block.transpose(-1, -2))
+            z = fold(part, block.transpose(-1, -2))
             out = z if out is None else out + z
         return out
 
     def encode(self, x: torch.Tensor) -> torch.Tensor:
+        # stacked signals given as the transpose of a row-major tensor (VARS: the value channels of the tokens) go
+        # through the transposed product, which copies whole rows where the direct one gathers, and decode returns
+        # that layout
+        self._signals_transposed = (self.stacked and x.ndim >= 2 and x.stride(-2) == 1 and x.stride(-1) != 1
+                                    and x.shape[-1] > 1)
         if self._blocks is None or not self.stacked:
+            if self._signals_transposed and x.ndim == self._base.ndim:
+                return self._scale_codes((self._base.transpose(-1, -2) @ x.transpose(-1, -2)).transpose(-1, -2))
             return self._scale_codes(self._apply(self._base, x))
-        parts = [_fold_matmul(x, block) for block in self._blocks]
+        fold = _fold_matmul_transposed if self._signals_transposed else _fold_matmul
+        parts = [fold(x, block) for block in self._blocks]
         lead = torch.broadcast_shapes(*(p.shape[:-1] for p in parts))  # a signal may broadcast against the batch
         return self._scale_codes(torch.cat([p.expand(lead + p.shape[-1:]) for p in parts], dim=-1))
 

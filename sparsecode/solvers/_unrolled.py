@@ -126,8 +126,9 @@ def unrolled_soft_ista(u0: torch.Tensor, m: torch.Tensor, c: torch.Tensor, t: to
     return out.reshape(shape)
 
 
-#: bytes of the product buffer of :func:`_product_row_col_sums` (a few matrices, so that it stays in cache)
-_CHUNK_BYTES = 1 << 18
+#: bytes of the product buffer of :func:`_product_row_col_sums` (a few matrices, so that it stays in cache; not so
+#: few that the loop's dispatches cost more than the memory it spares)
+_CHUNK_BYTES = 1 << 20
 
 
 def _product_row_col_sums(a: torch.Tensor, r: torch.Tensor) -> torch.Tensor:

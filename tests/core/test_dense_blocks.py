@@ -88,3 +88,38 @@ def test_bad_blocks_are_named():
         DenseOperator(blocks=[a, torch.randn(3, 5, 3)])
     with pytest.raises(ValueError, match="non-empty sequence"):
         DenseOperator(blocks=[])
+
+
+@settings(max_examples=30, deadline=None)
+@given(seed=st.integers(0, 10_000), images=st.integers(1, 3), heads=st.integers(1, 3), n=st.integers(2, 7),
+       m1=st.integers(1, 5), m2=st.integers(1, 5), rows=st.integers(2, 4), blocks=st.booleans(),
+       extra=st.sampled_from([(), (2,)]))
+def test_transposed_signals_give_the_same_products_and_derivatives(seed, images, heads, n, m1, m2, rows, blocks,
+                                                                   extra):
+    """Signals that are the transpose of a row-major tensor (the VARS value channels, ``v.transpose(-1, -2)``) take the
+    transposed products, and decode answers in their layout: the same numbers and derivatives as contiguous
+    signals."""
+    if extra and not blocks:
+        extra = ()  # a whole-matrix operator takes signals of its own batch shape
+    dynamic0, static0 = _blocks(seed, images, heads, n, m1, m2)
+    g = torch.Generator().manual_seed(seed + 2)
+    scale0 = torch.rand(images, heads, m1 + m2, generator=g, dtype=F64) + 0.5
+    values0 = torch.randn(*extra, images, heads, n, rows, generator=g, dtype=F64)  # row-major (..., n, S)
+    weights = torch.randn(*extra, images, heads, rows, n, generator=g, dtype=F64)
+    results = []
+    for transposed in (True, False):
+        dynamic, static, scale, values = (t.clone().requires_grad_() for t in (dynamic0, static0, scale0, values0))
+        if blocks:
+            op = DenseOperator(blocks=[dynamic, static], stacked=True, column_scale=scale)
+        else:
+            op = DenseOperator(_concatenated(dynamic, static), stacked=True, column_scale=scale)
+        x = values.transpose(-1, -2) if transposed else values.transpose(-1, -2).contiguous()
+        b = op.encode(x)
+        z = op.decode(b * b)
+        assert op._signals_transposed is transposed
+        if transposed:
+            assert z.stride(-2) == 1  # decode answers in the signals' layout
+        ((z * weights).sum() + b.square().sum()).backward()
+        results.append([b.detach(), z.detach(), dynamic.grad, static.grad, scale.grad, values.grad])
+    for a, c in zip(*results):
+        torch.testing.assert_close(a, c, rtol=1e-12, atol=1e-12)
