@@ -54,9 +54,11 @@ def _block_gram(weights: Sequence[torch.Tensor], batch: tuple[int, ...]) -> tupl
     for i in range(k):
         for j in range(i, k):
             block = gram_of(weights[i]) if j == i else cross_of(weights[i], weights[j])
+            broadcast = tuple(block.shape[:-2]) != tuple(batch)  # (a no-op expand is an autograd node all the same)
             if j == i:
-                diagonals.append(block.diagonal(dim1=-2, dim2=-1).expand(batch + (block.shape[-1],)))
-            blocks[i][j] = block.expand(batch + tuple(block.shape[-2:]))
+                diagonal = block.diagonal(dim1=-2, dim2=-1)
+                diagonals.append(diagonal.expand(batch + diagonal.shape[-1:]) if broadcast else diagonal)
+            blocks[i][j] = block.expand(batch + tuple(block.shape[-2:])) if broadcast else block
             if j != i:
                 blocks[j][i] = blocks[i][j].transpose(-1, -2)
     return torch.cat([torch.cat(row, dim=-1) for row in blocks], dim=-2), torch.cat(diagonals, dim=-1)

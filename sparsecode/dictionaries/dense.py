@@ -386,7 +386,8 @@ class DenseOperator:
         fold = _fold_matmul_transposed if self._signals_transposed else _fold_matmul
         parts = [fold(x, block) for block in self._blocks]
         lead = torch.broadcast_shapes(*(p.shape[:-1] for p in parts))  # a signal may broadcast against the batch
-        return self._scale_codes(torch.cat([p.expand(lead + p.shape[-1:]) for p in parts], dim=-1))
+        parts = [p if p.shape[:-1] == lead else p.expand(lead + p.shape[-1:]) for p in parts]
+        return self._scale_codes(torch.cat(parts, dim=-1))
 
     def gram(self, u: torch.Tensor) -> torch.Tensor:
         if self._gram_matrix is not None:

@@ -66,7 +66,7 @@ def positive_random_features(x: torch.Tensor, projection: torch.Tensor,
     # pass (and one backward pass) fewer than a division of the features
     # (adding the small negated offset, rather than subtracting it, spares the backward a full-size negation)
     neg_offset = squared_norm * -0.5 - 0.5 * math.log(m)
-    return torch.exp(x @ projection + neg_offset)
+    return (x @ projection + neg_offset).exp_()  # in place on the sum's fresh buffer (its backward needs neither)
 
 
 class PerformerDictionary(Dictionary):
