@@ -45,7 +45,8 @@ class ISTA(Solver):
     def _fused_unrolled_solve(self, op, x, b, threshold, L, u0) -> SolveResult | None:
         # the iteration must be this class's, with the soft threshold and a detached L, outside autocast (which
         # would pick the products' dtype step by step)
-        if (type(threshold) is not SoftThreshold or type(self).step is not ISTA.step or L.requires_grad
+        if (type(threshold) is not SoftThreshold or type(self).step is not ISTA.step
+                or type(self).init_state is not ISTA.init_state or type(self).code is not Solver.code or L.requires_grad
                 or torch.is_autocast_enabled(b.device.type) or not callable(getattr(op, "affine_step", None))):
             return None
         t = threshold._lam_like(b) * (1.0 / L)  # as prox(v, 1/L) forms it

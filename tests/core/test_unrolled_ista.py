@@ -288,3 +288,17 @@ def test_scaled_step_needs_a_raw_gram_and_stacked_codes():
     m = torch.eye(4, dtype=F64) - t.unsqueeze(-1) * r * t.unsqueeze(-2)
     torch.testing.assert_close(u @ m + c, op.gradient_step(u, u, L))
     assert op.scaled_step(u[:1], u[:1], L) is None  # codes of another batch
+
+
+def test_a_subclass_that_changes_the_iteration_takes_the_loop():
+    class Doubled(ISTA):
+        def code(self, state, threshold, L):
+            return 2 * state["u"]
+
+    g = _gen(11)
+    layer = _layer(LinearDictionary(weight=torch.randn(12, 20, generator=g, dtype=F64), learnable=True),
+                   Doubled(max_iter=3))
+    x = torch.randn(4, 12, generator=g, dtype=F64)
+    result = layer.solve(x)
+    assert "Unrolled" not in _node_name(result.code)
+    torch.testing.assert_close(result.code, 2 * result.state["u"])
