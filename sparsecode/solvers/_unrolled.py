@@ -31,7 +31,7 @@ import torch
 from .._replay import replay_backward
 from ..thresholds import _sum_to_shape
 
-__all__ = ["unrolled_soft_ista"]
+__all__ = ["unrolled_soft_ista", "unrolled_scaled_soft_ista"]
 
 
 def _bounds(t: torch.Tensor, shape: torch.Size) -> tuple[torch.Tensor, torch.Tensor]:

@@ -340,3 +340,22 @@ def test_no_penalty_floor_without_a_tolerance_or_in_float64_at_usual_tolerances(
     assert ADMM(max_iter=5)._rho_floor(L, threshold, torch.float32) is None
     assert ADMM(max_iter=5, tol=1e-5, adaptive=False)._rho_floor(L, threshold, torch.float32) is None
     assert float(ADMM(max_iter=5, tol=1e-8)._rho_floor(L, threshold, torch.float64)) < 1e-6 * float(L)
+
+
+def test_the_penalty_stops_adapting_so_that_a_cycling_sample_converges():
+    """Found by Hypothesis (the tolerance test above, seed 3069): residual balancing kept alternating one sample's rho
+    by factors of about 2 and 0.45, and the sample never reached tol=1e-6 in 20 000 iterations (its KKT residual went
+    from 3e-5 back up to 2e-2). With the adaptation stopped after ``adapt_until`` iterations it converges."""
+    op, x, P = _problem(3069)
+    x = 0.01 * x
+    b = x @ P
+    threshold = SoftThreshold(0.05078125 * b.abs().amax().item())
+    res = ADMM(max_iter=20_000, tol=1e-6, relaxation=1.0, adaptive=True).solve(op, x, threshold)
+    assert bool(res.converged.all())
+    assert int(res.n_iter) < 5000
+    kkt = kkt_residual(op, x, res.code, threshold)
+    assert bool((kkt <= 1e-6 * b.abs().amax(dim=1) * (1 + 1e-9) + 1e-12).all())
+    stuck = ADMM(max_iter=3000, tol=1e-6, relaxation=1.0, adaptive=True, adapt_until=None).solve(op, x, threshold)
+    assert not bool(stuck.converged.all())  # the cycle this guards against
+    with pytest.raises(ValueError, match="adapt_until"):
+        ADMM(adapt_until=0)
