@@ -5,7 +5,10 @@ Two signal layouts are supported:
 
 * ``stacked=False``: a signal is ``x[..., *batch, n]``, one vector per matrix (e.g. one vector per head);
 * ``stacked=True``: ``x[..., *batch, S, n]``, ``S`` signals share each matrix (e.g. the ``d`` channels of a head
-  in VARS-D), so every product is a single batched matmul.
+  in VARS-D), so every product is a single batched matmul. Stacked signals that are the transpose of a row-major
+  tensor (``x.stride(-2) == 1``, e.g. ``v.transpose(-1, -2)`` for tokens ``v``) are encoded as
+  :math:`(P^\top x^\top)^\top`, which copies whole rows where the direct product would gather the transpose, and
+  ``decode`` then answers in the layout of the signals last encoded.
 
 ``decode(u) = P u``, ``encode(x) = P^T x``, ``gram(u) = P^T P u`` through the cached Gram matrix
 :math:`G = P^\top P` when it is cheaper than two products. ``gradient_step(u, b, L)`` fuses a whole gradient step
@@ -191,6 +194,13 @@ def _fold_matmul_transposed(v: torch.Tensor, mat: torch.Tensor) -> torch.Tensor:
     return out.permute(tuple(range(k + 1, k + 1 + n_lead)) + tuple(range(k)) + (k + 1 + n_lead, k))
 
 
+def _inv_sqrt_per_matrix(L: torch.Tensor, g: torch.Tensor) -> torch.Tensor:
+    r""":math:`1/\sqrt L` (detached) for the matrices ``g`` ``(*batch, m, m)``: 0-d for a scalar ``L``, else
+    ``(*batch, 1)``, to scale rows or columns of ``(*batch, m)`` vectors."""
+    inv_sqrt = L.detach().to(g.dtype).rsqrt()
+    return inv_sqrt.reshape(()) if L.numel() == 1 else inv_sqrt.reshape(g.shape[:-2] + (1,))
+
+
 class DenseOperator:
     r"""The operator :math:`u \mapsto P u` for a matrix (or a batch of matrices) ``weight``.
 
@@ -362,8 +372,8 @@ class DenseOperator:
         u = self._scale_codes(u)
         transposed = self._signals_transposed
         if self._blocks is None or not self.stacked:
-            if transposed and self.stacked and u.ndim == self._base.ndim:
-                return (self._base @ u.transpose(-1, -2)).transpose(-1, -2)
+            if transposed and u.ndim == self._base.ndim:
+                return _fold_matmul_transposed(u, self._base.transpose(-1, -2))
             return self._apply(self._base.transpose(-1, -2), u)
         parts = u.split([int(b.shape[-1]) for b in self._blocks], dim=-1)
         fold = _fold_matmul_transposed if transposed else _fold_matmul
@@ -381,7 +391,7 @@ class DenseOperator:
                                     and x.shape[-1] > 1)
         if self._blocks is None or not self.stacked:
             if self._signals_transposed and x.ndim == self._base.ndim:
-                return self._scale_codes((self._base.transpose(-1, -2) @ x.transpose(-1, -2)).transpose(-1, -2))
+                return self._scale_codes(_fold_matmul_transposed(x, self._base))
             return self._scale_codes(self._apply(self._base, x))
         fold = _fold_matmul_transposed if self._signals_transposed else _fold_matmul
         parts = [fold(x, block) for block in self._blocks]
@@ -422,6 +432,12 @@ class DenseOperator:
             return torch.addmm(c, u, m)
         return torch.baddbmm(c, u.reshape(c.shape), m).reshape(u.shape)
 
+    def _stacked_step_layout(self, g: torch.Tensor, u: torch.Tensor, L: torch.Tensor) -> bool:
+        """Whether codes ``u`` are stacked codes ``(*batch, S, m)`` of the batch of matrices ``g`` and ``L`` is one
+        value per matrix or a scalar: the layout of the batched forms of :meth:`affine_step` and :meth:`scaled_step`."""
+        return (self.stacked and g.ndim >= 3 and u.ndim == g.ndim and u.shape[:-2] == g.shape[:-2]
+                and L.ndim <= g.ndim and all(n == 1 for n in L.shape[-2:]) and L.numel() in (1, g[..., 0, 0].numel()))
+
     def scaled_step(self, u: torch.Tensor, b: torch.Tensor,
                     L: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor] | None:
         r"""The gradient step of an operator with a raw Gram matrix and a column scale, as
@@ -436,14 +452,11 @@ class DenseOperator:
             L: the step-size constant (detached), a tensor broadcastable against ``u``.
         """
         raw = self._raw_gram
-        if (raw is None or not self.stacked or raw.ndim < 3 or u.ndim != raw.ndim or u.shape != b.shape
-                or u.shape[:-2] != raw.shape[:-2] or L.ndim > raw.ndim or any(n != 1 for n in L.shape[-2:])
-                or L.numel() not in (1, raw[..., 0, 0].numel()) or not u.dtype == raw.dtype == b.dtype):
+        if (raw is None or not self._stacked_step_layout(raw, u, L) or u.shape != b.shape
+                or not u.dtype == raw.dtype == b.dtype):
             return None
         rows, m = u.shape[-2], u.shape[-1]
-        inv_sqrt = L.detach().to(raw.dtype).rsqrt()
-        inv_sqrt = inv_sqrt.reshape(()) if L.numel() == 1 else inv_sqrt.reshape(raw.shape[:-2] + (1,))
-        t = self._column_scale.to(raw.dtype) * inv_sqrt
+        t = self._column_scale.to(raw.dtype) * _inv_sqrt_per_matrix(L, raw)
         return raw.reshape(-1, m, m), t.reshape(-1, m), (b / L.to(b.dtype)).reshape(-1, rows, m)
 
     def affine_step(self, u: torch.Tensor, b: torch.Tensor,
@@ -467,10 +480,7 @@ class DenseOperator:
         raw = self._raw_gram
         g = raw if raw is not None else self._gram_matrix
         single = (g is not None and g.ndim == 2 and L.numel() == 1 and u.ndim == 2)
-        # stacked codes (*batch, S, m) of a batch of matrices and one L per matrix (or a scalar L)
-        batched = (g is not None and self.stacked and g.ndim >= 3 and u.ndim == g.ndim
-                   and u.shape[:-2] == g.shape[:-2] and L.ndim <= g.ndim
-                   and all(n == 1 for n in L.shape[-2:]) and L.numel() in (1, g[..., 0, 0].numel()))
+        batched = g is not None and self._stacked_step_layout(g, u, L)
         if not (single or batched) or u.shape != b.shape or not u.dtype == g.dtype == b.dtype:
             return None
         # constants built without a graph (e.g. the no-grad part of a truncated solve) are rebuilt once grad is on
@@ -480,9 +490,7 @@ class DenseOperator:
                  and not self._step_matrix.requires_grad)
         if self._step_matrix_key is not L or stale:
             if raw is not None:
-                inv_sqrt = L.detach().to(g.dtype).rsqrt()
-                inv_sqrt = inv_sqrt.reshape(()) if L.numel() == 1 else inv_sqrt.reshape(g.shape[:-2] + (1,))
-                self._step_matrix = _ScaledStepMatrix.apply(raw, scale.to(g.dtype), inv_sqrt)
+                self._step_matrix = _ScaledStepMatrix.apply(raw, scale.to(g.dtype), _inv_sqrt_per_matrix(L, g))
             else:
                 self._step_matrix = torch.eye(g.shape[-1], dtype=g.dtype, device=g.device) - g / L.to(g.dtype)
             self._step_matrix_key = L

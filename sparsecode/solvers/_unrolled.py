@@ -1,14 +1,15 @@
 r"""A fixed number of ISTA steps with the soft threshold, as one autograd node.
 
-.. math:: v_k = u_k M + c, \qquad u_{k+1} = T_t(v_k) = v_k - \operatorname{clamp}(v_k, -t, t), \qquad k = 0, \dots, n-1
+.. math:: v_k = u_k M + c, \qquad u_{k+1} = T_\theta(v_k) = v_k - \operatorname{clamp}(v_k, -\theta, \theta),
+          \qquad k = 0, \dots, n-1
 
 with the gradient step written as an affine map of the codes (:meth:`DenseOperator.affine_step
 <sparsecode.dictionaries.dense.DenseOperator.affine_step>`: :math:`M = I - G/L`, :math:`c = b/L`) and
-:math:`t = \lambda/L`. The backward pass runs the steps in reverse with :math:`\bar v_k = \bar u_{k+1} \odot
+:math:`\theta = \lambda/L`. The backward pass runs the steps in reverse with :math:`\bar v_k = \bar u_{k+1} \odot
 \mathbb 1[u_{k+1} \ne 0]`:
 
 .. math:: \bar u_k = \bar v_k M^\top, \qquad \bar M = \textstyle\sum_k u_k^\top \bar v_k, \qquad
-          \bar c = \sum_k \bar v_k, \qquad \bar t = -\sum_k \bar v_k \odot \operatorname{sign}(u_{k+1})
+          \bar c = \sum_k \bar v_k, \qquad \bar\theta = -\sum_k \bar v_k \odot \operatorname{sign}(u_{k+1})
 
 — the same derivatives as autograd through the steps one by one, with :math:`\bar M` accumulated in one buffer by
 multiply-adds (autograd forms a product per step and sums them), and no per-step threshold nodes.
@@ -25,6 +26,8 @@ When the backward pass is itself differentiated (``create_graph=True``), both no
 steps instead (:mod:`sparsecode._replay`), so higher-order derivatives are those of the loop.
 """
 from __future__ import annotations
+
+from typing import Callable
 
 import torch
 
@@ -48,37 +51,74 @@ def _active(code: torch.Tensor) -> torch.Tensor:
     return torch.ne(code, 0, out=torch.empty_like(code))
 
 
+def _forward_steps(u0: torch.Tensor, thr: torch.Tensor, n_steps: int, shape: torch.Size,
+                   affine: Callable[[torch.Tensor], torch.Tensor]) -> list[torch.Tensor]:
+    r"""The codes :math:`u_0, \dots, u_n` of :math:`u_{k+1} = T_\theta(\mathrm{affine}(u_k))`, the threshold applied in
+    the codes' own ``shape`` (``thr`` broadcasts against it) and in place on the fresh affine output."""
+    lower, upper = _bounds(thr, shape)
+    codes = [u0]
+    for _ in range(n_steps):
+        v = affine(codes[-1])
+        v_shaped = v.reshape(shape)
+        codes.append(v_shaped.sub_(torch.clamp(v_shaped, lower, upper)).reshape(v.shape))
+    return codes
+
+
+def _reverse_steps(grad: torch.Tensor, codes: list[torch.Tensor], shape: torch.Size, thr: torch.Tensor,
+                   needs: tuple[bool, bool, bool],
+                   step_back: Callable[[int, torch.Tensor, bool], torch.Tensor | None]):
+    r"""The backward pass shared by both nodes: the steps in reverse, each with the threshold's mask
+    :math:`\bar v_k = \bar u_{k+1} \odot \mathbb 1[u_{k+1} \ne 0]` and the sums :math:`\bar c = \sum_k \bar v_k`,
+    :math:`\bar\theta = -\sum_k \bar v_k \odot \operatorname{sign}(u_{k+1})`. ``step_back(k, v̄_k, wanted)``
+    accumulates the node's matrix derivative and returns :math:`\bar u_k` when ``wanted``.
+
+    Args:
+        needs: whether the derivatives in ``u0``, ``c`` and ``thr`` are wanted.
+
+    Returns:
+        ``(ū_0, c̄, θ̄)``, ``None`` where not wanted.
+    """
+    need_u0, need_c, need_thr = needs
+    grad_c = grad_thr = None
+    g = grad
+    for k in reversed(range(len(codes) - 1)):
+        out = codes[k + 1]
+        g_v = _active(out).mul_(g)
+        if need_thr:
+            step_thr = -(g_v * torch.sign(out))
+            grad_thr = step_thr if grad_thr is None else grad_thr + step_thr
+        g = step_back(k, g_v, k > 0 or need_u0)
+        if need_c:  # after g_v's last use: the first g_v becomes the running sum
+            grad_c = g_v if grad_c is None else grad_c.add_(g_v)
+    if grad_thr is not None:
+        grad_thr = _sum_to_shape(grad_thr.reshape(shape), thr.shape)
+    return (g if need_u0 else None), grad_c, grad_thr
+
+
 class _UnrolledSoftISTA(torch.autograd.Function):
     @staticmethod
-    def forward(ctx, u0: torch.Tensor, m: torch.Tensor, c: torch.Tensor, t: torch.Tensor, n_steps: int,
+    def forward(ctx, u0: torch.Tensor, m: torch.Tensor, c: torch.Tensor, thr: torch.Tensor, n_steps: int,
                 shape: torch.Size) -> torch.Tensor:
-        lower, upper = _bounds(t, shape)
-        u, codes = u0, [u0]
-        for _ in range(n_steps):
-            v = torch.addmm(c, u, m) if m.ndim == 2 else torch.baddbmm(c, u, m)
-            # the threshold in the codes' own shape (t broadcasts against it), the products in the flat one
-            v_shaped = v.reshape(shape)
-            u = v_shaped.sub_(torch.clamp(v_shaped, lower, upper)).reshape(v.shape)
-            codes.append(u)
-        ctx.save_for_backward(m, c, t, *codes)
+        codes = _forward_steps(u0, thr, n_steps, shape,
+                               lambda u: torch.addmm(c, u, m) if m.ndim == 2 else torch.baddbmm(c, u, m))
+        ctx.save_for_backward(m, c, thr, *codes)
         ctx.n_steps, ctx.shape = n_steps, shape
-        return u
+        return codes[-1]
 
     @staticmethod
     def backward(ctx, grad: torch.Tensor):
-        m, c, t, *codes = ctx.saved_tensors
+        m, c, thr, *codes = ctx.saved_tensors
         n, shape = ctx.n_steps, ctx.shape
         if torch.is_grad_enabled():  # a graph of the backward is wanted: differentiate the replayed steps
-            return replay_backward(_affine_steps, (codes[0], m, c, t), ctx.needs_input_grad[:4], grad, n,
+            return replay_backward(_affine_steps, (codes[0], m, c, thr), ctx.needs_input_grad[:4], grad, n,
                                   shape) + (None, None)
-        need_u0, need_m, need_c, need_t = ctx.needs_input_grad[:4]
+        need_u0, need_m, need_c, need_thr = ctx.needs_input_grad[:4]
         m_t = m.transpose(-1, -2)
-        grad_m = grad_c = grad_t = None
-        g = grad
-        for k in reversed(range(n)):
-            out = codes[k + 1]
-            g_v = _active(out).mul_(g)
-            if need_m:
+        grad_m = None
+
+        def step_back(k: int, g_v: torch.Tensor, wanted: bool) -> torch.Tensor | None:
+            nonlocal grad_m
+            if need_m:  # M̄ += u_kᵀ v̄_k
                 u_t = codes[k].transpose(-1, -2)
                 if grad_m is None:
                     grad_m = u_t @ g_v
@@ -86,43 +126,37 @@ class _UnrolledSoftISTA(torch.autograd.Function):
                     grad_m.baddbmm_(u_t, g_v)
                 else:
                     grad_m.addmm_(u_t, g_v)
-            if need_t:
-                step_t = -(g_v * torch.sign(out))
-                grad_t = step_t if grad_t is None else grad_t + step_t
-            if k > 0 or need_u0:
-                g = g_v @ m_t
-            if need_c:  # after g_v's last use: the first g_v becomes the running sum
-                grad_c = g_v if grad_c is None else grad_c.add_(g_v)
-        if grad_t is not None:
-            grad_t = _sum_to_shape(grad_t.reshape(shape), t.shape)
-        return g if need_u0 else None, grad_m, grad_c, grad_t, None, None
+            return g_v @ m_t if wanted else None
+
+        grad_u0, grad_c, grad_thr = _reverse_steps(grad, codes, shape, thr, (need_u0, need_c, need_thr), step_back)
+        return grad_u0, grad_m, grad_c, grad_thr, None, None
 
 
-def _affine_steps(u, m, c, t, n_steps, shape):
+def _affine_steps(u, m, c, thr, n_steps, shape):
     """The steps of :class:`_UnrolledSoftISTA` as plain differentiable operations."""
     for _ in range(n_steps):
         v = (torch.addmm(c, u, m) if m.ndim == 2 else torch.baddbmm(c, u, m)).reshape(shape)
-        u = (v - torch.clamp(v, -t, t)).reshape(c.shape)
+        u = (v - torch.clamp(v, -thr, thr)).reshape(c.shape)
     return u
 
 
-def unrolled_soft_ista(u0: torch.Tensor, m: torch.Tensor, c: torch.Tensor, t: torch.Tensor,
+def unrolled_soft_ista(u0: torch.Tensor, m: torch.Tensor, c: torch.Tensor, thr: torch.Tensor,
                        n_steps: int) -> torch.Tensor:
-    r"""``n_steps`` steps :math:`u \leftarrow T_t(u M + c)` from ``u0`` (see the module docstring).
+    r"""``n_steps`` steps :math:`u \leftarrow T_\theta(u M + c)` from ``u0`` (see the module docstring).
 
     Args:
         u0: the start, ``(B, m)`` for a single ``M`` ``(m, m)``, else any shape with ``K·S·m`` elements for ``M``
             ``(K, m, m)`` and ``c`` ``(K, S, m)``.
         m: the step matrix.
         c: the step offset, ``(B, m)`` or ``(K, S, m)``.
-        t: the threshold, broadcastable against ``u0`` in its own shape.
+        thr: the threshold :math:`\theta`, broadcastable against ``u0`` in its own shape.
         n_steps: the number of steps (>= 1).
 
     Returns:
         the codes after the last step, shaped like ``u0``.
     """
     shape = u0.shape
-    out = _UnrolledSoftISTA.apply(u0.reshape(c.shape), m, c, t, n_steps, shape)
+    out = _UnrolledSoftISTA.apply(u0.reshape(c.shape), m, c, thr, n_steps, shape)
     return out.reshape(shape)
 
 
@@ -150,17 +184,12 @@ class _UnrolledScaledSoftISTA(torch.autograd.Function):
     def forward(ctx, u0: torch.Tensor, r: torch.Tensor, t: torch.Tensor, c: torch.Tensor, thr: torch.Tensor,
                 n_steps: int, shape: torch.Size) -> torch.Tensor:
         tv = t.unsqueeze(-2)
-        lower, upper = _bounds(thr, shape)
-        u, codes = u0, [u0]
-        for _ in range(n_steps):
-            # v = c - ((u ⊙ t) R) ⊙ t + u, in two passes after the product
-            v = torch.addcmul(c, torch.bmm(u * tv, r), tv, value=-1).add_(u)
-            v_shaped = v.reshape(shape)
-            u = v_shaped.sub_(torch.clamp(v_shaped, lower, upper)).reshape(v.shape)
-            codes.append(u)
+        # v = c - ((u ⊙ t) R) ⊙ t + u, in two passes after the product
+        codes = _forward_steps(u0, thr, n_steps, shape,
+                               lambda u: torch.addcmul(c, torch.bmm(u * tv, r), tv, value=-1).add_(u))
         ctx.save_for_backward(r, t, c, thr, *codes)
         ctx.n_steps, ctx.shape = n_steps, shape
-        return u
+        return codes[-1]
 
     @staticmethod
     def backward(ctx, grad: torch.Tensor):
@@ -174,11 +203,10 @@ class _UnrolledScaledSoftISTA(torch.autograd.Function):
         neg_tv = tv.neg()
         r_t = r.transpose(-1, -2)
         # a = Σ_k (u_k ⊙ t)ᵀ (-v̄_k ⊙ t) is ∂R, and the derivative in t is read off a ⊙ R at the end
-        a = grad_c = grad_thr = None
-        g = grad
-        for k in reversed(range(n)):
-            out = codes[k + 1]
-            g_v = _active(out).mul_(g)
+        a = None
+
+        def step_back(k: int, g_v: torch.Tensor, wanted: bool) -> torch.Tensor | None:
+            nonlocal a
             h = g_v * neg_tv
             if need_r or need_t:
                 w_t = (codes[k] * tv).transpose(-1, -2)
@@ -186,20 +214,14 @@ class _UnrolledScaledSoftISTA(torch.autograd.Function):
                     a = torch.bmm(w_t, h)
                 else:
                     a.baddbmm_(w_t, h)
-            if need_thr:
-                step_thr = -(g_v * torch.sign(out))
-                grad_thr = step_thr if grad_thr is None else grad_thr + step_thr
-            if k > 0 or need_u0:
-                g = torch.addcmul(g_v, torch.bmm(h, r_t), tv)
-            if need_c:  # after g_v's last use: the first g_v becomes the running sum
-                grad_c = g_v if grad_c is None else grad_c.add_(g_v)
+            return torch.addcmul(g_v, torch.bmm(h, r_t), tv) if wanted else None
+
+        grad_u0, grad_c, grad_thr = _reverse_steps(grad, codes, shape, thr, (need_u0, need_c, need_thr), step_back)
         grad_t = None
         if need_t:
             # ∂t_i = (Σ_j (a ⊙ R)_ij + Σ_j (a ⊙ R)_ji) / t_i  (a carries the factor t_i t_j of M = I - T R T)
             grad_t = _product_row_col_sums(a, r).div_(t)
-        if grad_thr is not None:
-            grad_thr = _sum_to_shape(grad_thr.reshape(shape), thr.shape)
-        return g if need_u0 else None, a if need_r else None, grad_t, grad_c, grad_thr, None, None
+        return grad_u0, a if need_r else None, grad_t, grad_c, grad_thr, None, None
 
 
 def _scaled_steps(u, r, t, c, thr, n_steps, shape):
