@@ -16,7 +16,7 @@ __all__ = ["replay_backward"]
 
 
 def replay_backward(forward: Callable[..., torch.Tensor], inputs: Sequence[torch.Tensor], needs: Sequence[bool],
-                    grad: torch.Tensor, *args) -> tuple[torch.Tensor | None, ...]:
+                    grad: torch.Tensor | tuple[torch.Tensor, ...], *args) -> tuple[torch.Tensor | None, ...]:
     """The derivatives of ``forward(*inputs, *args)`` against ``grad``, by autograd through a recomputation, with the
     graph kept (what a backward pass that is differentiated again needs).
 
@@ -24,7 +24,7 @@ def replay_backward(forward: Callable[..., torch.Tensor], inputs: Sequence[torch
         forward: the function's forward pass written with differentiable operations.
         inputs: its tensor inputs, as saved by the function (still attached to the outer graph).
         needs: ``ctx.needs_input_grad`` for those inputs.
-        grad: the gradient of the output.
+        grad: the gradient of the output (a tuple of gradients when ``forward`` returns a tuple of outputs).
         args: further (non-tensor) arguments of ``forward``.
 
     Returns:

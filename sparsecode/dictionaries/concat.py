@@ -23,7 +23,8 @@ import torch
 from torch import nn
 
 from .base import Dictionary, LipschitzSpec
-from .dense import DenseOperator, cross_of, gram_of
+from ._block_gram import block_gram
+from .dense import DenseOperator
 from .performer import _EPS, l2_normalize
 
 __all__ = ["ConcatDictionary", "ConcatOperator"]
@@ -31,37 +32,6 @@ __all__ = ["ConcatDictionary", "ConcatOperator"]
 
 def _scalar_bound(L: torch.Tensor) -> torch.Tensor:
     return L.detach().amax() if L.numel() > 1 else L.detach().reshape(())
-
-
-def _block_gram(weights: Sequence[torch.Tensor], batch: tuple[int, ...]) -> tuple[torch.Tensor, torch.Tensor]:
-    r"""The Gram matrix :math:`P^\top P` of :math:`P = [P_1, \dots, P_k]` assembled from its blocks, and its diagonal.
-
-    :math:`G_{ij} = P_i^\top P_j` is computed for :math:`j \ge i` only, at the broadcast batch shape of the two
-    parts (a block of two static parts once, not once per batch entry), and :math:`G_{ji} = G_{ij}^\top`. The
-    diagonal is read off the diagonal blocks, so that its gradient is a diagonal of those blocks and not a
-    full-size matrix added to the gradient of :math:`G`.
-
-    Args:
-        weights: the parts' matrices ``(*batch_i, n, m_i)``.
-        batch: the broadcast batch shape of all parts.
-
-    Returns:
-        ``(G, diag G)``, shapes ``(*batch, m, m)`` and ``(*batch, m)``.
-    """
-    k = len(weights)
-    blocks: list[list[torch.Tensor | None]] = [[None] * k for _ in range(k)]
-    diagonals = []
-    for i in range(k):
-        for j in range(i, k):
-            block = gram_of(weights[i]) if j == i else cross_of(weights[i], weights[j])
-            broadcast = tuple(block.shape[:-2]) != tuple(batch)  # (a no-op expand is an autograd node all the same)
-            if j == i:
-                diagonal = block.diagonal(dim1=-2, dim2=-1)
-                diagonals.append(diagonal.expand(batch + diagonal.shape[-1:]) if broadcast else diagonal)
-            blocks[i][j] = block.expand(batch + tuple(block.shape[-2:])) if broadcast else block
-            if j != i:
-                blocks[j][i] = blocks[i][j].transpose(-1, -2)
-    return torch.cat([torch.cat(row, dim=-1) for row in blocks], dim=-2), torch.cat(diagonals, dim=-1)
 
 
 class ConcatOperator:
@@ -184,13 +154,13 @@ class ConcatDictionary(Dictionary):
         if self.normalize_atoms and wants_gram and all(w.dtype in (torch.float32, torch.float64) for w in raw):
             # normalising the concatenation's atoms through the Gram diagonal: P = W D with W the raw concatenation
             # and D = diag(‖w_k‖)⁻¹ read off diag(WᵀW), PᵀP = D WᵀW D; P is formed only if its weight is read
-            raw_gram, diagonal = _block_gram(raw, batch)
+            raw_gram, diagonal = block_gram(raw, batch)
             scale = diagonal.clamp_min(_EPS * _EPS).rsqrt()
             return DenseOperator(blocks=raw, raw_gram=raw_gram, column_scale=scale, **options)
         # normalising the concatenation over the signal dimension is normalising every part's atoms: each part is
         # normalised at its own (possibly smaller, e.g. static) batch shape before it is broadcast
         parts = [l2_normalize(w, dim=-2) for w in raw] if self.normalize_atoms else raw
-        gram = _block_gram(parts, batch)[0] if wants_gram else None
+        gram = block_gram(parts, batch)[0] if wants_gram else None
         return DenseOperator(blocks=parts, gram_matrix=gram, **options)
 
     # the unbound dictionary acts through its bound form (static parts only)

@@ -439,12 +439,12 @@ class DenseOperator:
                 and L.ndim <= g.ndim and all(n == 1 for n in L.shape[-2:]) and L.numel() in (1, g[..., 0, 0].numel()))
 
     def scaled_step(self, u: torch.Tensor, b: torch.Tensor,
-                    L: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor] | None:
+                    L: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor] | None:
         r"""The gradient step of an operator with a raw Gram matrix and a column scale, as
-        :math:`u\,M + c` with :math:`M = I - T R T` never formed: ``(R, t, c)`` with :math:`t = s/\sqrt L`
-        (:math:`T = \operatorname{diag}(t)`) and :math:`c = b/L`, shaped ``(K, m, m)``, ``(K, m)`` and ``(K, S, m)``
-        for stacked codes ``(*batch, S, m)`` of ``K`` matrices with one ``L`` per matrix or a scalar ``L``; ``None``
-        for any other operator or layout (then see :meth:`affine_step`).
+        :math:`u\,M + b/L` with :math:`M = I - T R T` never formed: ``(R, t, b, 1/L)`` with :math:`t = s/\sqrt L`
+        (:math:`T = \operatorname{diag}(t)`), shaped ``(K, m, m)``, ``(K, m)``, ``(K, S, m)`` and ``(K, 1, 1)`` (or 0-d
+        for a scalar ``L``) for stacked codes ``(*batch, S, m)`` of ``K`` matrices with one ``L`` per matrix or a
+        scalar ``L``; ``None`` for any other operator or layout (then see :meth:`affine_step`).
 
         Args:
             u: codes (only their shape and dtype are read).
@@ -457,7 +457,9 @@ class DenseOperator:
             return None
         rows, m = u.shape[-2], u.shape[-1]
         t = self._column_scale.to(raw.dtype) * _inv_sqrt_per_matrix(L, raw)
-        return raw.reshape(-1, m, m), t.reshape(-1, m), (b / L.to(b.dtype)).reshape(-1, rows, m)
+        step = L.detach().to(b.dtype).reciprocal()
+        step = step.reshape(()) if L.numel() == 1 else step.reshape(-1, 1, 1)
+        return raw.reshape(-1, m, m), t.reshape(-1, m), b.reshape(-1, rows, m), step
 
     def affine_step(self, u: torch.Tensor, b: torch.Tensor,
                     L: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor] | None:

@@ -18,7 +18,7 @@ multiply-adds (autograd forms a product per step and sums them), and no per-step
 (a raw Gram matrix :math:`R` with the column scale over :math:`\sqrt L`, :meth:`DenseOperator.scaled_step
 <sparsecode.dictionaries.dense.DenseOperator.scaled_step>`), applied as :math:`u + c - ((u \odot t) R) \odot t` so
 that :math:`M` is neither formed nor kept for the backward pass (a Gram-sized buffer fewer; the VARS mixers'
-dictionaries). Its backward accumulates :math:`A = \sum_k (u_k \odot t)^\top (\bar v_k \odot t)`, which gives
+dictionaries), and with :math:`c = b/L` formed inside (the backward keeps :math:`b`, often :math:`u_0` itself). Its backward accumulates :math:`A = \sum_k (u_k \odot t)^\top (\bar v_k \odot t)`, which gives
 :math:`\bar R = -A` and :math:`\bar t_i = -\big(\sum_j (A \odot R)_{ij} + \sum_j (A \odot R)_{ji}\big)/t_i`
 (:math:`-A` is accumulated directly).
 
@@ -181,71 +181,85 @@ def _product_row_col_sums(a: torch.Tensor, r: torch.Tensor) -> torch.Tensor:
 
 class _UnrolledScaledSoftISTA(torch.autograd.Function):
     @staticmethod
-    def forward(ctx, u0: torch.Tensor, r: torch.Tensor, t: torch.Tensor, c: torch.Tensor, thr: torch.Tensor,
-                n_steps: int, shape: torch.Size) -> torch.Tensor:
+    def forward(ctx, u0: torch.Tensor, r: torch.Tensor, t: torch.Tensor, b: torch.Tensor, step: torch.Tensor,
+                thr: torch.Tensor, n_steps: int, shape: torch.Size) -> torch.Tensor:
         tv = t.unsqueeze(-2)
+        c = b * step  # a temporary: the backward pass needs b (often the start u0 itself), not c
         # v = c - ((u ⊙ t) R) ⊙ t + u, in two passes after the product
         codes = _forward_steps(u0, thr, n_steps, shape,
                                lambda u: torch.addcmul(c, torch.bmm(u * tv, r), tv, value=-1).add_(u))
-        ctx.save_for_backward(r, t, c, thr, *codes)
+        ctx.save_for_backward(r, t, b, step, thr, *codes)
         ctx.n_steps, ctx.shape = n_steps, shape
         return codes[-1]
 
     @staticmethod
     def backward(ctx, grad: torch.Tensor):
-        r, t, c, thr, *codes = ctx.saved_tensors
+        r, t, b, step, thr, *codes = ctx.saved_tensors
         n, shape = ctx.n_steps, ctx.shape
         if torch.is_grad_enabled():  # a graph of the backward is wanted: differentiate the replayed steps
-            return replay_backward(_scaled_steps, (codes[0], r, t, c, thr), ctx.needs_input_grad[:5], grad, n,
-                                  shape) + (None, None)
-        need_u0, need_r, need_t, need_c, need_thr = ctx.needs_input_grad[:5]
+            return replay_backward(_scaled_steps, (codes[0], r, t, b, step, thr), ctx.needs_input_grad[:6], grad, n,
+                                   shape) + (None, None)
+        need_u0, need_r, need_t, need_b, need_step, need_thr = ctx.needs_input_grad[:6]
+        if need_step:
+            raise RuntimeError("unrolled_scaled_soft_ista: step must not require a gradient")
         tv = t.unsqueeze(-2)
         neg_tv = tv.neg()
         r_t = r.transpose(-1, -2)
         # a = Σ_k (u_k ⊙ t)ᵀ (-v̄_k ⊙ t) is ∂R, and the derivative in t is read off a ⊙ R at the end
         a = None
+        # -v̄_k ⊙ t and u_k ⊙ t go into two buffers reused by every step, and ū_k is formed in place on its product
+        h = torch.empty_like(codes[0])
+        w = torch.empty_like(codes[0]) if need_r or need_t else None
 
         def step_back(k: int, g_v: torch.Tensor, wanted: bool) -> torch.Tensor | None:
             nonlocal a
-            h = g_v * neg_tv
-            if need_r or need_t:
-                w_t = (codes[k] * tv).transpose(-1, -2)
+            torch.mul(g_v, neg_tv, out=h)
+            if w is not None:
+                w_t = torch.mul(codes[k], tv, out=w).transpose(-1, -2)
                 if a is None:
                     a = torch.bmm(w_t, h)
                 else:
                     a.baddbmm_(w_t, h)
-            return torch.addcmul(g_v, torch.bmm(h, r_t), tv) if wanted else None
+            if not wanted:
+                return None
+            product = torch.bmm(h, r_t)
+            return torch.addcmul(g_v, product, tv, out=product)
 
-        grad_u0, grad_c, grad_thr = _reverse_steps(grad, codes, shape, thr, (need_u0, need_c, need_thr), step_back)
+        grad_u0, grad_c, grad_thr = _reverse_steps(grad, codes, shape, thr, (need_u0, need_b, need_thr), step_back)
         grad_t = None
         if need_t:
             # ∂t_i = (Σ_j (a ⊙ R)_ij + Σ_j (a ⊙ R)_ji) / t_i  (a carries the factor t_i t_j of M = I - T R T)
             grad_t = _product_row_col_sums(a, r).div_(t)
-        return grad_u0, a if need_r else None, grad_t, grad_c, grad_thr, None, None
+        grad_b = grad_c.mul_(step) if need_b else None  # c = step·b (grad_c is this pass's own buffer)
+        return grad_u0, a if need_r else None, grad_t, grad_b, None, grad_thr, None, None
 
 
-def _scaled_steps(u, r, t, c, thr, n_steps, shape):
+def _scaled_steps(u, r, t, b, step, thr, n_steps, shape):
     """The steps of :class:`_UnrolledScaledSoftISTA` as plain differentiable operations."""
     tv = t.unsqueeze(-2)
+    c = b * step
     for _ in range(n_steps):
         v = (u + c - torch.bmm(u * tv, r) * tv).reshape(shape)
         u = (v - torch.clamp(v, -thr, thr)).reshape(c.shape)
     return u
 
 
-def unrolled_scaled_soft_ista(u0: torch.Tensor, r: torch.Tensor, t: torch.Tensor, c: torch.Tensor, thr: torch.Tensor,
-                              n_steps: int) -> torch.Tensor:
+def unrolled_scaled_soft_ista(u0: torch.Tensor, r: torch.Tensor, t: torch.Tensor, b: torch.Tensor, step: torch.Tensor,
+                              thr: torch.Tensor, n_steps: int) -> torch.Tensor:
     r"""``n_steps`` steps :math:`u \leftarrow T_\theta(u M + c)` with :math:`M = I - \operatorname{diag}(t)\, R\,
-    \operatorname{diag}(t)` applied as :math:`u + c - ((u \odot t) R) \odot t`, without forming :math:`M`.
+    \operatorname{diag}(t)` applied as :math:`u + c - ((u \odot t) R) \odot t`, without forming :math:`M`, and
+    :math:`c = \mathrm{step}\cdot b` formed for the forward pass only (the backward pass keeps :math:`b`, which is
+    often the start :math:`u_0` itself, rather than :math:`c`).
 
     Args:
         u0: the start, any shape with ``K·S·m`` elements.
         r: the matrices :math:`R`, ``(K, m, m)`` (a raw Gram matrix).
         t: the scales, ``(K, m)`` (column scale over :math:`\sqrt L`).
-        c: the step offset, ``(K, S, m)``.
+        b: :math:`P^\top x`, ``(K, S, m)``.
+        step: :math:`1/L`, a constant (no gradient) broadcastable against ``b``, e.g. ``(K, 1, 1)``.
         thr: the threshold :math:`\theta`, broadcastable against ``u0`` in its own shape.
         n_steps: the number of steps (>= 1).
     """
     shape = u0.shape
-    out = _UnrolledScaledSoftISTA.apply(u0.reshape(c.shape), r, t, c, thr, n_steps, shape)
+    out = _UnrolledScaledSoftISTA.apply(u0.reshape(b.shape), r, t, b, step, thr, n_steps, shape)
     return out.reshape(shape)

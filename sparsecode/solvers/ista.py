@@ -54,10 +54,10 @@ class ISTA(Solver):
             return None
         scaled = op.scaled_step(u0, b, L) if callable(getattr(op, "scaled_step", None)) else None
         if scaled is not None:
-            r, scale, c = scaled
-            if not any(v.requires_grad for v in (u0, r, scale, c, t)):
+            r, scale, b_flat, step = scaled
+            if not any(v.requires_grad for v in (u0, r, scale, b_flat, t)):
                 return None
-            code = unrolled_scaled_soft_ista(u0, r, scale, c, t, self.max_iter)
+            code = unrolled_scaled_soft_ista(u0, r, scale, b_flat, step, t, self.max_iter)
         else:
             affine = op.affine_step(u0, b, L)
             if affine is None:

@@ -18,7 +18,7 @@ from sparsecode import (
     SoftThreshold,
     SparseReconstruction,
 )
-from sparsecode.dictionaries.concat import _block_gram
+from sparsecode.dictionaries._block_gram import block_gram as _block_gram
 from sparsecode.dictionaries.dense import _ScaledStepMatrix, cross_of
 from sparsecode.solvers._unrolled import unrolled_scaled_soft_ista, unrolled_soft_ista
 
@@ -65,13 +65,18 @@ def test_scaled_node_has_exact_first_and_second_derivatives():
     u0 = torch.randn(3, 4, 5, generator=g, dtype=F64, requires_grad=True)
     thr = torch.tensor(0.2, dtype=F64, requires_grad=True)
 
-    def node(u0, r, t, c, thr):
-        return unrolled_scaled_soft_ista(u0, r, t, c, thr, 3)
+    step = torch.tensor([0.5, 0.8, 1.3], dtype=F64).reshape(3, 1, 1)
+
+    def node(u0, r, t, b, thr):
+        return unrolled_scaled_soft_ista(u0, r, t, b, step, thr, 3)
 
     m = torch.eye(5, dtype=F64) - t.unsqueeze(-1) * r * t.unsqueeze(-2)
-    torch.testing.assert_close(node(u0, r, t, c, thr), _affine_steps(u0, m, c, thr, 3), rtol=1e-13, atol=1e-13)
+    torch.testing.assert_close(node(u0, r, t, c, thr), _affine_steps(u0, m, c * step, thr, 3), rtol=1e-13,
+                               atol=1e-13)
     assert torch.autograd.gradcheck(node, (u0, r, t, c, thr))
     assert torch.autograd.gradgradcheck(node, (u0, r, t, c, thr))
+    # the start may be b itself (ISTA from u0 = Pᵀx): the node keeps one tensor for both
+    assert torch.autograd.gradcheck(lambda b, r, t: node(b, r, t, b, thr), (c, r, t))
 
 
 @settings(max_examples=20, deadline=None)
@@ -85,6 +90,7 @@ def test_scaled_node_gradients_equal_autograd_through_the_steps(seed, n_steps, l
     t0 = torch.rand(k, m, generator=g, dtype=F64) + 0.1
     t0 = t0 / (t0.unsqueeze(-1) * r0.abs() * t0.unsqueeze(-2)).sum(-1).amax(-1, keepdim=True).sqrt()  # stable steps
     c0 = scale * torch.randn(k, s, m, generator=g, dtype=F64)
+    step = torch.rand(k, 1, 1, generator=g, dtype=F64) + 0.5
     u00 = scale * torch.randn(k, s, m, generator=g, dtype=F64)
     weights = torch.randn(k, s, m, generator=g, dtype=F64)
     thr0 = torch.tensor(lam * scale, dtype=F64)
@@ -92,9 +98,10 @@ def test_scaled_node_gradients_equal_autograd_through_the_steps(seed, n_steps, l
     for fused in (True, False):
         r, t, c, u0, thr = (v.clone().requires_grad_() for v in (r0, t0, c0, u00, thr0))
         if fused:
-            out = unrolled_scaled_soft_ista(u0, r, t, c, thr, n_steps)
+            out = unrolled_scaled_soft_ista(u0, r, t, c, step, thr, n_steps)
         else:
-            out = _affine_steps(u0, torch.eye(m, dtype=F64) - t.unsqueeze(-1) * r * t.unsqueeze(-2), c, thr, n_steps)
+            out = _affine_steps(u0, torch.eye(m, dtype=F64) - t.unsqueeze(-1) * r * t.unsqueeze(-2), c * step, thr,
+                                n_steps)
         (out * weights).sum().backward()
         results.append([out.detach()] + [v.grad for v in (r, t, c, u0, thr)])
     for a, b in zip(*results):
@@ -113,7 +120,8 @@ def test_scaled_node_chunks_its_product_buffer(monkeypatch):
     for chunk_bytes in (1, 2 * 4 * 4 * 8, 1 << 20):  # one, two (with a ragged last chunk) and all matrices per chunk
         monkeypatch.setattr(unrolled, "_CHUNK_BYTES", chunk_bytes)
         tt = t.clone().requires_grad_()
-        unrolled_scaled_soft_ista(u0, r, tt, c, torch.tensor(0.1, dtype=F64), 2).sum().backward()
+        unrolled_scaled_soft_ista(u0, r, tt, c, torch.tensor(1.0, dtype=F64), torch.tensor(0.1, dtype=F64),
+                                  2).sum().backward()
         grads.append(tt.grad)
     torch.testing.assert_close(grads[0], grads[1], rtol=0, atol=0)
     torch.testing.assert_close(grads[0], grads[2], rtol=1e-14, atol=1e-14)
@@ -282,11 +290,16 @@ def test_scaled_step_needs_a_raw_gram_and_stacked_codes():
     assert DenseOperator(w, stacked=True).scaled_step(u, u, L) is None
     s = torch.rand(2, 4, generator=g, dtype=F64) + 0.5
     op = DenseOperator(w, stacked=True, column_scale=s, raw_gram=w.transpose(-1, -2) @ w)
-    r, t, c = op.scaled_step(u, u, L)
-    assert r.shape == (2, 4, 4) and t.shape == (2, 4) and c.shape == (2, 3, 4)
-    # u M + c with M = I - T R T is the operator's gradient step
+    r, t, b, step = op.scaled_step(u, u, L)
+    assert r.shape == (2, 4, 4) and t.shape == (2, 4) and b.shape == (2, 3, 4) and step.shape == ()
+    # u M + b/L with M = I - T R T is the operator's gradient step
     m = torch.eye(4, dtype=F64) - t.unsqueeze(-1) * r * t.unsqueeze(-2)
-    torch.testing.assert_close(u @ m + c, op.gradient_step(u, u, L))
+    torch.testing.assert_close(u @ m + b * step, op.gradient_step(u, u, L))
+    per_matrix = torch.tensor([4.0, 6.0], dtype=F64).reshape(2, 1, 1)
+    r, t, b, step = op.scaled_step(u, u, per_matrix)
+    assert step.shape == (2, 1, 1)
+    m = torch.eye(4, dtype=F64) - t.unsqueeze(-1) * r * t.unsqueeze(-2)
+    torch.testing.assert_close(u @ m + b * step, op.gradient_step(u, u, per_matrix))
     assert op.scaled_step(u[:1], u[:1], L) is None  # codes of another batch
 
 
