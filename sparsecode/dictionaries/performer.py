@@ -21,6 +21,7 @@ import torch.nn.functional as F
 
 from .._validation import check_float_tensor, check_positive_int
 from .base import Dictionary, LipschitzSpec
+from .._replay import replay_backward
 from .dense import DenseOperator, gram_of
 
 __all__ = ["PerformerDictionary", "positive_random_features", "l2_normalize"]
@@ -67,6 +68,68 @@ def positive_random_features(x: torch.Tensor, projection: torch.Tensor,
     # (adding the small negated offset, rather than subtracting it, spares the backward a full-size negation)
     neg_offset = squared_norm * -0.5 - 0.5 * math.log(m)
     return (x @ projection + neg_offset).exp_()  # in place on the sum's fresh buffer (its backward needs neither)
+
+
+def normalized_positive_features(tokens: torch.Tensor, projection: torch.Tensor, scale: float = 1.0) -> torch.Tensor:
+    r""":math:`\phi(x)` of the tokens normalised and scaled, :math:`x = \alpha\, t/\max(\|t\|, \epsilon)`, as
+    differentiable operations: :math:`\rho = \alpha/\sqrt{\max(\|t\|^2, \epsilon^2)}` and :math:`\|x\|^2 =
+    \|t\|^2\rho^2` from the same per-token sums (no second pass over the tokens).
+
+    Args:
+        tokens: ``(..., heads, N, head_dim)``, float32 or float64.
+        projection: :math:`W`, ``(heads, head_dim, m)``.
+        scale: :math:`\alpha`.
+    """
+    sums = tokens.square().sum(dim=-1, keepdim=True)
+    rho = sums.clamp_min(_EPS * _EPS).rsqrt()
+    if scale != 1.0:
+        rho = rho * scale
+    return positive_random_features(tokens * rho, projection, sums * rho.square())
+
+
+class _NormalizedPositiveFeatures(torch.autograd.Function):
+    r""":func:`normalized_positive_features` as one node. With :math:`s = \|t\|^2`, :math:`\rho = \alpha/\sqrt{\max(s,
+    \epsilon^2)}`, :math:`\hat x = \rho\, t` and :math:`\Phi = \exp(\hat x W + c)`, :math:`c = -\tfrac12 s\rho^2 -
+    \tfrac12\log m`:
+
+    * forward: :math:`\hat x W = \rho\,(t W)`: the scale, the offset and the exponential go in place on the product
+      (:math:`\hat x` is never formed);
+    * backward, with :math:`\bar y = \bar\Phi \odot \Phi` and :math:`p = \bar y W^\top`:
+      :math:`\bar t = \rho\, p + \kappa\, t` with :math:`\kappa = -\rho^3\,(t \cdot p)/\alpha^2` where
+      :math:`s > \epsilon^2` (there :math:`s\rho^2 = \alpha^2`, so :math:`c` is constant) and :math:`\kappa = -\rho^2
+      \sum_j \bar y_{\cdot j}` where the norm is clamped (there :math:`\rho` is constant). Autograd through the
+      composition takes about twice the full-size passes and temporaries.
+
+    A backward pass that is itself differentiated goes through the composition (:mod:`sparsecode._replay`)."""
+
+    @staticmethod
+    def forward(ctx, tokens: torch.Tensor, projection: torch.Tensor, scale: float) -> torch.Tensor:
+        sums = tokens.square().sum(dim=-1, keepdim=True)
+        rho = sums.clamp_min(_EPS * _EPS).rsqrt()
+        if scale != 1.0:
+            rho = rho * scale
+        offset = (sums * rho.square()).mul_(-0.5).sub_(0.5 * math.log(projection.shape[-1]))
+        # x̂W = ρ (tW): the tokens' scale is applied to the product, in the same pass as the offset
+        product = torch.matmul(tokens, projection)
+        features = torch.addcmul(offset, product, rho, out=product).exp_()
+        ctx.save_for_backward(tokens, rho, sums, projection, features)
+        ctx.scale = scale
+        return features
+
+    @staticmethod
+    def backward(ctx, grad: torch.Tensor):
+        tokens, rho, sums, projection, features = ctx.saved_tensors
+        if torch.is_grad_enabled():  # a graph of the backward is wanted: differentiate the composition
+            return replay_backward(normalized_positive_features, (tokens, projection), ctx.needs_input_grad[:2],
+                                   grad, ctx.scale) + (None,)
+        grad_y = grad * features
+        p = torch.matmul(grad_y, projection.transpose(-1, -2))
+        # t̄ = ρ p + κρ t, with x̂ = ρ t: κρ = -ρ³ (t·p)/α², or -ρ² Σ_j ȳ_j where the norm is clamped
+        clamped = sums <= _EPS * _EPS
+        rho_sq = rho.square()
+        kappa_rho = torch.where(clamped, grad_y.sum(dim=-1, keepdim=True).neg_(),
+                                (tokens * p).sum(dim=-1, keepdim=True).mul_(rho).mul_(-1.0 / ctx.scale ** 2))
+        return torch.addcmul(p.mul_(rho), tokens, kappa_rho.mul_(rho_sq)), None, None
 
 
 class PerformerDictionary(Dictionary):
@@ -142,19 +205,18 @@ class PerformerDictionary(Dictionary):
         if tokens.ndim != 4 or tokens.shape[1] != self.n_heads or tokens.shape[-1] != self.head_dim:
             raise ValueError(f"context (the tokens X) must have shape (B, {self.n_heads}, N, {self.head_dim}), "
                              f"got {tuple(tokens.shape)}")
-        squared_norm = None
+        projection = self.projection.to(tokens.dtype)
         if self.normalize_input and tokens.dtype in (torch.float32, torch.float64):
-            # x = t/max(|t|, eps) and |x|^2 = |t|^2/max(|t|, eps)^2 from the same per-token sums (no second pass)
-            sums = tokens.square().sum(dim=-1, keepdim=True)
-            inv_norm = sums.clamp_min(_EPS * _EPS).rsqrt()
-            x = tokens * inv_norm
-            squared_norm = sums * inv_norm.square()
-        else:
-            x = l2_normalize(tokens, dim=-1) if self.normalize_input else tokens
+            if (projection.requires_grad or not torch.is_grad_enabled()
+                    or torch.is_autocast_enabled(tokens.device.type)):
+                return normalized_positive_features(tokens, projection, self.input_scale)
+            # contiguous tokens (often a strided view of a larger projection output): the node keeps this copy, not
+            # the whole projection output, and reads it in one layout
+            return _NormalizedPositiveFeatures.apply(tokens.contiguous(), projection, self.input_scale)
+        x = l2_normalize(tokens, dim=-1) if self.normalize_input else tokens
         if self.input_scale != 1.0:
             x = x * self.input_scale
-            squared_norm = None if squared_norm is None else squared_norm * self.input_scale ** 2
-        return positive_random_features(x, self.projection.to(x.dtype), squared_norm)
+        return positive_random_features(x, projection)
 
     def bind(self, context: Any = None) -> DenseOperator:
         """The stacked dense operator of :math:`\\Phi(X)` for the tokens ``context`` ``(B, heads, N, head_dim)``."""

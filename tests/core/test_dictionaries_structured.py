@@ -313,3 +313,57 @@ def test_performer_features_of_normalised_tokens_equal_the_formula():
     (phi * weights).sum().backward()
     (expected * weights).sum().backward()
     torch.testing.assert_close(t1.grad, t2.grad, rtol=1e-11, atol=1e-13)
+
+
+@pytest.mark.parametrize("scale", [1.0, 0.7])
+def test_normalised_features_node_has_exact_first_and_second_derivatives(scale):
+    """The features of normalised tokens are one node (ρ(tW) + c, then exp in place; the backward written out): the
+    composition's values and derivatives, for strided tokens (a view of a larger projection, as in the mixers),
+    zero and tiny tokens (the clamped norm), and second derivatives through a replay of the composition."""
+    from sparsecode import PerformerDictionary
+    from sparsecode.dictionaries.performer import _NormalizedPositiveFeatures, normalized_positive_features
+
+    g = torch.Generator().manual_seed(3)
+    d = PerformerDictionary(3, 4, 5, normalize_input=True, input_scale=scale, generator=g).double()
+    projected = torch.randn(2, 6, 2, 3, 4, generator=g, dtype=torch.float64)  # (B, N, q/v, heads, head_dim)
+    projected[0, 2, 0, 1] = 0.0
+    projected[1, 4, 0, 2] = 1e-14  # |t| below eps: the norm is clamped
+    projected.requires_grad_()
+    tokens = projected.unbind(2)[0].transpose(1, 2)  # strided (B, heads, N, head_dim)
+    assert not tokens.is_contiguous()
+    weights = torch.randn(2, 3, 6, 5, generator=g, dtype=torch.float64)
+    fused = d.features(tokens)
+    grad_fused = torch.autograd.grad((fused * weights).sum(), projected)[0]
+    reference = normalized_positive_features(tokens, d.projection, scale)
+    grad_reference = torch.autograd.grad((reference * weights).sum(), projected)[0]
+    torch.testing.assert_close(fused, reference, rtol=1e-13, atol=1e-15)
+    torch.testing.assert_close(grad_fused, grad_reference, rtol=1e-11, atol=1e-13)
+    assert grad_fused[1, 4, 0, 2].abs().max() > 1e6  # the clamped token's (large) derivative is there
+
+    t = torch.randn(1, 3, 4, 4, generator=g, dtype=torch.float64, requires_grad=True)
+
+    def node(t):
+        return _NormalizedPositiveFeatures.apply(t, d.projection, scale)
+
+    assert torch.autograd.gradcheck(node, (t,))
+    assert torch.autograd.gradgradcheck(node, (t,))
+
+
+def test_normalised_features_take_the_composition_where_the_node_does_not_apply():
+    """Without a graph, with a projection that needs a gradient, or under autocast, the features are the composition:
+    the same numbers."""
+    from sparsecode import PerformerDictionary
+    from sparsecode.dictionaries.performer import normalized_positive_features
+
+    g = torch.Generator().manual_seed(4)
+    d = PerformerDictionary(2, 4, 6, normalize_input=True, generator=g)
+    tokens = torch.randn(2, 2, 5, 4, generator=g, requires_grad=True)
+    expected = normalized_positive_features(tokens, d.projection).detach()
+    with torch.no_grad():
+        torch.testing.assert_close(d.features(tokens), expected)
+    projection = d.projection.clone().requires_grad_()
+    d.projection = projection
+    phi = d.features(tokens)
+    torch.testing.assert_close(phi, expected)
+    phi.sum().backward()
+    assert projection.grad is not None and torch.isfinite(projection.grad).all()
