@@ -30,11 +30,12 @@ from __future__ import annotations
 from typing import Callable
 
 import torch
+import torch.nn.functional as F
 
 from .._replay import replay_backward
 from ..thresholds import _sum_to_shape
 
-__all__ = ["unrolled_soft_ista", "unrolled_scaled_soft_ista"]
+__all__ = ["unrolled_soft_ista", "unrolled_scaled_soft_ista", "unrolled_smooth_ista"]
 
 
 def _bounds(t: torch.Tensor, shape: torch.Size) -> tuple[torch.Tensor, torch.Tensor]:
@@ -157,6 +158,91 @@ def unrolled_soft_ista(u0: torch.Tensor, m: torch.Tensor, c: torch.Tensor, thr: 
     """
     shape = u0.shape
     out = _UnrolledSoftISTA.apply(u0.reshape(c.shape), m, c, thr, n_steps, shape)
+    return out.reshape(shape)
+
+
+def _affine(u: torch.Tensor, m: torch.Tensor, c: torch.Tensor) -> torch.Tensor:
+    """``u M + c`` as one multiply-add (``addmm`` for one matrix, ``baddbmm`` for a batch)."""
+    return torch.addmm(c, u, m) if m.ndim == 2 else torch.baddbmm(c, u, m)
+
+
+class _UnrolledSmoothISTA(torch.autograd.Function):
+    r"""The steps :math:`u \leftarrow \operatorname{sign}(v)\,\mathrm{GELU}(|v| - \theta)`, :math:`v = u M + c`
+    (the smoothed soft threshold of the released VARS code, :class:`~sparsecode.thresholds.SmoothSoftThreshold`).
+    Backward per step, with :math:`s = \operatorname{sign}(v)` and :math:`z = |v| - \theta`:
+    :math:`\bar z = \mathrm{GELU}'(z)\,(\bar u \odot s)`, :math:`\bar v = \bar z \odot s`,
+    :math:`\bar\theta = -\sum \bar z` — what autograd computes through the threshold's operations — and the
+    affine step's derivatives as in :class:`_UnrolledSoftISTA`."""
+
+    @staticmethod
+    def forward(ctx, u0: torch.Tensor, m: torch.Tensor, c: torch.Tensor, thr: torch.Tensor, n_steps: int,
+                shape: torch.Size) -> torch.Tensor:
+        codes, pre = [u0], []
+        neg_thr = thr.neg()
+        for _ in range(n_steps):
+            v = _affine(codes[-1], m, c)
+            v_shaped = v.reshape(shape)
+            # sign(v) · GELU(|v| + (-θ)), the threshold's own operations in its order (the same rounding)
+            u = torch.sign(v_shaped).mul_(F.gelu(v_shaped.abs().add_(neg_thr)))
+            pre.append(v)
+            codes.append(u.reshape(v.shape))
+        ctx.save_for_backward(m, c, thr, *codes[:-1], *pre)
+        ctx.n_steps, ctx.shape = n_steps, shape
+        return codes[-1]
+
+    @staticmethod
+    def backward(ctx, grad: torch.Tensor):
+        m, c, thr, *saved = ctx.saved_tensors
+        n, shape = ctx.n_steps, ctx.shape
+        codes, pre = saved[:n], saved[n:]
+        if torch.is_grad_enabled():  # a graph of the backward is wanted: differentiate the replayed steps
+            return replay_backward(_smooth_steps, (codes[0], m, c, thr), ctx.needs_input_grad[:4], grad, n,
+                                   shape) + (None, None)
+        need_u0, need_m, need_c, need_thr = ctx.needs_input_grad[:4]
+        m_t = m.transpose(-1, -2)
+        neg_thr = thr.neg()
+        grad_m = grad_c = grad_thr = None
+        g = grad
+        for k in reversed(range(n)):
+            v = pre[k].reshape(shape)
+            sign = torch.sign(v)
+            z = v.abs().add_(neg_thr)
+            grad_z = torch.ops.aten.gelu_backward(g.reshape(shape) * sign, z)
+            if need_thr:
+                grad_thr = grad_z.neg() if grad_thr is None else grad_thr.sub_(grad_z)
+            g_v = grad_z.mul_(sign).reshape(pre[k].shape)
+            if need_m:  # M̄ += u_kᵀ v̄_k
+                u_t = codes[k].transpose(-1, -2)
+                if grad_m is None:
+                    grad_m = u_t @ g_v
+                elif m.ndim == 3:
+                    grad_m.baddbmm_(u_t, g_v)
+                else:
+                    grad_m.addmm_(u_t, g_v)
+            if k > 0 or need_u0:
+                g = g_v @ m_t
+            if need_c:  # after g_v's last use: the first g_v becomes the running sum
+                grad_c = g_v if grad_c is None else grad_c.add_(g_v)
+        if grad_thr is not None:
+            grad_thr = _sum_to_shape(grad_thr, thr.shape)
+        return (g if need_u0 else None), grad_m, grad_c, grad_thr, None, None
+
+
+def _smooth_steps(u, m, c, thr, n_steps, shape):
+    """The steps of :class:`_UnrolledSmoothISTA` as plain differentiable operations."""
+    for _ in range(n_steps):
+        v = _affine(u, m, c).reshape(shape)
+        u = (torch.sign(v).detach() * F.gelu(v.abs() + thr.neg())).reshape(c.shape)
+    return u
+
+
+def unrolled_smooth_ista(u0: torch.Tensor, m: torch.Tensor, c: torch.Tensor, thr: torch.Tensor,
+                         n_steps: int) -> torch.Tensor:
+    r"""``n_steps`` steps :math:`u \leftarrow \operatorname{sign}(v)\,\mathrm{GELU}(|v| - \theta)` with
+    :math:`v = u M + c` from ``u0`` (the update of the released VARS-D code with :class:`~sparsecode.LearnedISTA`),
+    as one autograd node; the arguments are those of :func:`unrolled_soft_ista`."""
+    shape = u0.shape
+    out = _UnrolledSmoothISTA.apply(u0.reshape(c.shape), m, c, thr, n_steps, shape)
     return out.reshape(shape)
 
 

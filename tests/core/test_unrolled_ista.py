@@ -11,16 +11,18 @@ from sparsecode import (
     FISTA,
     ISTA,
     ConcatDictionary,
+    LearnedISTA,
     DenseOperator,
     LinearDictionary,
     NonNegSoftThreshold,
     PerformerDictionary,
+    SmoothSoftThreshold,
     SoftThreshold,
     SparseReconstruction,
 )
 from sparsecode.dictionaries._block_gram import block_gram as _block_gram
 from sparsecode.dictionaries.dense import _ScaledStepMatrix, cross_of
-from sparsecode.solvers._unrolled import unrolled_scaled_soft_ista, unrolled_soft_ista
+from sparsecode.solvers._unrolled import unrolled_scaled_soft_ista, unrolled_smooth_ista, unrolled_soft_ista
 
 F64 = torch.float64
 
@@ -148,6 +150,7 @@ def _code_node(layer, x, context=None):
 def _gradients(layer, x, context, use_node, monkeypatch):
     if not use_node:
         monkeypatch.setattr(ISTA, "_fused_unrolled_solve", lambda self, *a: None)
+        monkeypatch.setattr(LearnedISTA, "_fused_unrolled_solve", lambda self, *a: None)
     else:
         monkeypatch.undo()
     layer.zero_grad(set_to_none=True)
@@ -202,7 +205,81 @@ def test_vars_mixers_have_the_loops_outputs_and_gradients(cls, variant, monkeypa
     mixer = getattr(vars_d, cls)(32, 2, **({"grid_size": (3, 4)} if cls == "VARS_SD" else {}),
                                  variant=variant).double()
     x = torch.randn(2, 12, 32, dtype=F64)
+    q, v = mixer._split_heads(x)
+    expected = "_UnrolledSmoothISTABackward" if variant == "original" else "_UnrolledScaledSoftISTABackward"
+    assert _code_node(mixer.sparse, v.transpose(-1, -2), q) == expected
+    with torch.no_grad():  # learned parameters away from their identity start, so that their derivatives matter
+        for p in mixer.sparse.solver.parameters():
+            p.add_(0.05 * torch.randn(p.shape, dtype=F64))
     _assert_same(mixer, x, monkeypatch, rtol=1e-10)
+
+
+def test_smooth_node_has_exact_first_and_second_derivatives():
+    g = _gen(11)
+    m = (torch.eye(5, dtype=F64) - 0.1 * torch.randn(3, 5, 5, generator=g, dtype=F64)).requires_grad_()
+    c = torch.randn(3, 4, 5, generator=g, dtype=F64, requires_grad=True)
+    u0 = torch.randn(3, 4, 5, generator=g, dtype=F64, requires_grad=True)
+    thr = (0.1 + torch.rand(3, 1, 1, generator=g, dtype=F64)).requires_grad_()
+
+    def node(u0, m, c, thr):
+        return unrolled_smooth_ista(u0, m, c, thr, 3)
+
+    def loop(u0, m, c, thr):
+        u = u0
+        for _ in range(3):
+            u = SmoothSoftThreshold(1.0).prox(torch.baddbmm(c, u, m), thr)
+        return u
+
+    torch.testing.assert_close(node(u0, m, c, thr), loop(u0, m, c, thr), rtol=0, atol=0)  # the same operations
+    assert torch.autograd.gradcheck(node, (u0, m, c, thr))
+    assert torch.autograd.gradgradcheck(node, (u0, m, c, thr))
+
+
+@settings(max_examples=20, deadline=None)
+@given(seed=st.integers(0, 10_000), n_steps=st.integers(1, 6), lam=st.floats(0.0, 2.0),
+       scale=st.sampled_from([1e-2, 1.0, 1e2]), batched=st.booleans())
+def test_smooth_node_gradients_equal_autograd_through_the_steps(seed, n_steps, lam, scale, batched):
+    g = _gen(seed)
+    k, s, m = 2, 3, 6
+    shape_m = (k, m, m) if batched else (m, m)
+    m0 = torch.eye(m, dtype=F64) - 0.3 * torch.rand(shape_m, generator=g, dtype=F64) / m
+    c0 = scale * torch.randn((k, s, m) if batched else (s, m), generator=g, dtype=F64)
+    u00 = scale * torch.randn(c0.shape, generator=g, dtype=F64)
+    u00[..., 0] = 0.0  # entries at exactly 0, where sign(v) can vanish
+    weights = torch.randn(c0.shape, generator=g, dtype=F64)
+    thr0 = torch.tensor(lam * scale, dtype=F64)
+    results = []
+    for fused in (True, False):
+        mm, c, u0, thr = (v.clone().requires_grad_() for v in (m0, c0, u00, thr0))
+        if fused:
+            out = unrolled_smooth_ista(u0, mm, c, thr, n_steps)
+        else:
+            out = u0
+            for _ in range(n_steps):
+                out = SmoothSoftThreshold(1.0).prox(torch.baddbmm(c, out, mm) if batched else torch.addmm(c, out, mm),
+                                                    thr)
+        (out * weights).sum().backward()
+        results.append([out.detach()] + [v.grad for v in (mm, c, u0, thr)])
+    for a, b in zip(*results):
+        torch.testing.assert_close(a, b, rtol=1e-9, atol=1e-9 * scale ** 2)
+
+
+def test_learned_ista_takes_the_node_only_for_one_shared_plan_entry():
+    g = _gen(12)
+    weight = torch.randn(2, 10, 6, generator=g, dtype=F64)
+    op_dictionary = PerformerDictionary(2, 4, 6, normalize_input=True, normalize_atoms=True, generator=g).double()
+    x = torch.randn(3, 2, 4, 10, generator=g, dtype=F64)
+    q = torch.randn(3, 2, 10, 4, generator=g, dtype=F64, requires_grad=True)
+    del weight
+    for threshold, per_step, expected in ((SmoothSoftThreshold, False, "_UnrolledSmoothISTABackward"),
+                                          (SoftThreshold, False, "_UnrolledSoftISTABackward"),
+                                          (SmoothSoftThreshold, True, None)):
+        layer = _layer(op_dictionary, LearnedISTA(6, max_iter=4, per_step=per_step, dtype=F64), threshold=threshold)
+        name = _code_node(layer, x, q)
+        if expected is None:
+            assert "Unrolled" not in name
+        else:
+            assert name == expected
 
 
 @pytest.mark.parametrize("case", ["tol", "trace", "grad_steps", "no_grad", "nonneg", "fista", "nothing_learns",
