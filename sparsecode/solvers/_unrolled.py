@@ -22,7 +22,12 @@ dictionaries), and with :math:`c = b/L` formed inside (the backward keeps :math:
 :math:`\bar R = -A` and :math:`\bar t_i = -\big(\sum_j (A \odot R)_{ij} + \sum_j (A \odot R)_{ji}\big)/t_i`
 (:math:`-A` is accumulated directly).
 
-When the backward pass is itself differentiated (``create_graph=True``), both nodes differentiate a replay of their
+:func:`unrolled_smooth_ista` is the M-form iteration with the smoothed soft threshold of the released VARS code,
+:math:`u_{k+1} = \operatorname{sign}(v_k)\,\mathrm{GELU}(|v_k| - \theta)` (:class:`~sparsecode.LearnedISTA` in the
+``original`` configuration); it keeps :math:`v_k` and :math:`u_k` for the backward pass, where the threshold's
+derivative is :math:`\mathrm{GELU}'(|v_k| - \theta)`.
+
+When the backward pass is itself differentiated (``create_graph=True``), the nodes differentiate a replay of their
 steps instead (:mod:`sparsecode._replay`), so higher-order derivatives are those of the loop.
 """
 from __future__ import annotations
@@ -36,6 +41,11 @@ from .._replay import replay_backward
 from ..thresholds import _sum_to_shape
 
 __all__ = ["unrolled_soft_ista", "unrolled_scaled_soft_ista", "unrolled_smooth_ista"]
+
+
+def _affine(u: torch.Tensor, m: torch.Tensor, c: torch.Tensor) -> torch.Tensor:
+    """``u M + c`` as one multiply-add (``addmm`` for one matrix, ``baddbmm`` for a batch)."""
+    return torch.addmm(c, u, m) if m.ndim == 2 else torch.baddbmm(c, u, m)
 
 
 def _bounds(t: torch.Tensor, shape: torch.Size) -> tuple[torch.Tensor, torch.Tensor]:
@@ -96,12 +106,20 @@ def _reverse_steps(grad: torch.Tensor, codes: list[torch.Tensor], shape: torch.S
     return (g if need_u0 else None), grad_c, grad_thr
 
 
+def _add_outer(total: torch.Tensor | None, u: torch.Tensor, g_v: torch.Tensor) -> torch.Tensor:
+    r""":math:`\bar M \mathrel{+}= u_k^\top \bar v_k` in one buffer (the first product allocates it; one matrix or a
+    batch)."""
+    u_t = u.transpose(-1, -2)
+    if total is None:
+        return u_t @ g_v
+    return total.baddbmm_(u_t, g_v) if total.ndim == 3 else total.addmm_(u_t, g_v)
+
+
 class _UnrolledSoftISTA(torch.autograd.Function):
     @staticmethod
     def forward(ctx, u0: torch.Tensor, m: torch.Tensor, c: torch.Tensor, thr: torch.Tensor, n_steps: int,
                 shape: torch.Size) -> torch.Tensor:
-        codes = _forward_steps(u0, thr, n_steps, shape,
-                               lambda u: torch.addmm(c, u, m) if m.ndim == 2 else torch.baddbmm(c, u, m))
+        codes = _forward_steps(u0, thr, n_steps, shape, lambda u: _affine(u, m, c))
         ctx.save_for_backward(m, c, thr, *codes)
         ctx.n_steps, ctx.shape = n_steps, shape
         return codes[-1]
@@ -119,14 +137,8 @@ class _UnrolledSoftISTA(torch.autograd.Function):
 
         def step_back(k: int, g_v: torch.Tensor, wanted: bool) -> torch.Tensor | None:
             nonlocal grad_m
-            if need_m:  # M̄ += u_kᵀ v̄_k
-                u_t = codes[k].transpose(-1, -2)
-                if grad_m is None:
-                    grad_m = u_t @ g_v
-                elif m.ndim == 3:
-                    grad_m.baddbmm_(u_t, g_v)
-                else:
-                    grad_m.addmm_(u_t, g_v)
+            if need_m:
+                grad_m = _add_outer(grad_m, codes[k], g_v)
             return g_v @ m_t if wanted else None
 
         grad_u0, grad_c, grad_thr = _reverse_steps(grad, codes, shape, thr, (need_u0, need_c, need_thr), step_back)
@@ -136,7 +148,7 @@ class _UnrolledSoftISTA(torch.autograd.Function):
 def _affine_steps(u, m, c, thr, n_steps, shape):
     """The steps of :class:`_UnrolledSoftISTA` as plain differentiable operations."""
     for _ in range(n_steps):
-        v = (torch.addmm(c, u, m) if m.ndim == 2 else torch.baddbmm(c, u, m)).reshape(shape)
+        v = _affine(u, m, c).reshape(shape)
         u = (v - torch.clamp(v, -thr, thr)).reshape(c.shape)
     return u
 
@@ -159,11 +171,6 @@ def unrolled_soft_ista(u0: torch.Tensor, m: torch.Tensor, c: torch.Tensor, thr: 
     shape = u0.shape
     out = _UnrolledSoftISTA.apply(u0.reshape(c.shape), m, c, thr, n_steps, shape)
     return out.reshape(shape)
-
-
-def _affine(u: torch.Tensor, m: torch.Tensor, c: torch.Tensor) -> torch.Tensor:
-    """``u M + c`` as one multiply-add (``addmm`` for one matrix, ``baddbmm`` for a batch)."""
-    return torch.addmm(c, u, m) if m.ndim == 2 else torch.baddbmm(c, u, m)
 
 
 class _UnrolledSmoothISTA(torch.autograd.Function):
@@ -211,14 +218,8 @@ class _UnrolledSmoothISTA(torch.autograd.Function):
             if need_thr:
                 grad_thr = grad_z.neg() if grad_thr is None else grad_thr.sub_(grad_z)
             g_v = grad_z.mul_(sign).reshape(pre[k].shape)
-            if need_m:  # M̄ += u_kᵀ v̄_k
-                u_t = codes[k].transpose(-1, -2)
-                if grad_m is None:
-                    grad_m = u_t @ g_v
-                elif m.ndim == 3:
-                    grad_m.baddbmm_(u_t, g_v)
-                else:
-                    grad_m.addmm_(u_t, g_v)
+            if need_m:
+                grad_m = _add_outer(grad_m, codes[k], g_v)
             if k > 0 or need_u0:
                 g = g_v @ m_t
             if need_c:  # after g_v's last use: the first g_v becomes the running sum
