@@ -145,9 +145,11 @@ class _BlockGram(torch.autograd.Function):
         d = None if grad_diagonal is None else grad_diagonal.reshape(lead, inner, m)
         parts = [w.reshape(inner, n, s) if sh else w.reshape(lead, inner, n, s)
                  for w, s, sh in zip(weights, sizes, shared)]
-        outs = [None if not need else weights[i].new_empty((inner, n, sizes[i]) if shared[i]
-                                                           else (lead, inner, n, sizes[i]))
-                for i, need in enumerate(needs)]
+        # each gradient is allocated in its part's own shape (returned as it is, not as a view: autograd adds a
+        # part's other derivatives into it in place) and written through a (lead, inner, n, m_i) view
+        grads = [weights[i].new_empty(weights[i].shape) if need else None for i, need in enumerate(needs)]
+        outs = [None if grad is None else grad.view((inner, n, sizes[i]) if shared[i] else (lead, inner, n, sizes[i]))
+                for i, grad in enumerate(grads)]
         written = [False] * len(weights)  # whether a shared part's gradient holds a first product
         # S = Ḡ + Ḡᵀ + 2 diag(d̄) one leading entry at a time, in one reused buffer (a full-size S would be a
         # Gram-sized allocation and a slow transposed pass over all of it); the blocks S_ji of two shared parts are
@@ -178,8 +180,7 @@ class _BlockGram(torch.autograd.Function):
         for (i, j), total in shared_sums.items():
             _product_into(outs[i], parts[j], total, written[i])
             written[i] = True
-        return (None, None, None, None) + tuple(None if out is None else out.view(w.shape)
-                                                for out, w in zip(outs, weights))
+        return (None, None, None, None) + tuple(grads)
 
 
 def _composed_outputs(*args):

@@ -175,17 +175,58 @@ def _fold_matmul(v: torch.Tensor, mat: torch.Tensor) -> torch.Tensor:
     return out.movedim(moved, tuple(range(len(lead))))
 
 
-def _fold_matmul_transposed(v: torch.Tensor, mat: torch.Tensor) -> torch.Tensor:
-    r""":math:`v\,M` as in :func:`_fold_matmul`, computed as :math:`(M^\top v^\top)^\top` with the leading dimensions
-    of ``v`` folded into the columns of :math:`v^\top`: for rows ``v`` that are the transpose of a row-major tensor
-    (``v.stride(-2) == 1``, e.g. the value channels of tokens), whose copy into :func:`_fold_matmul`'s layout is a
-    strided gather while this one copies whole rows. Returns a transposed view."""
+class _WeightProduct(torch.autograd.Function):
+    r""":math:`W^\top B` (``transpose``) or :math:`W B` for batched matrices of one batch shape, whose derivative in
+    :math:`W` is a fresh tensor (a ``matmul`` result). Autograd through a batched ``matmul`` hands back the input's
+    derivative as a view of the folded product, and autograd never accumulates the derivatives of a tensor used in
+    several products (a dictionary's atoms: Gram matrix, encode, decode) into a view: it allocates their sum. With
+    this product's derivative first, the others are added into it in place. Backward: :math:`\bar W = B \bar Y^\top`
+    or :math:`\bar Y B^\top`, :math:`\bar B = W \bar Y` or :math:`W^\top \bar Y`; a backward pass that is itself
+    differentiated goes through the plain product (:mod:`sparsecode._replay`)."""
+
+    @staticmethod
+    def forward(ctx, w: torch.Tensor, b: torch.Tensor, transpose: bool) -> torch.Tensor:
+        ctx.save_for_backward(w, b)
+        ctx.transpose = transpose
+        return (w.transpose(-1, -2) if transpose else w) @ b
+
+    @staticmethod
+    def backward(ctx, grad: torch.Tensor):
+        w, b = ctx.saved_tensors
+        transpose = ctx.transpose
+        if torch.is_grad_enabled():  # a graph of the backward is wanted: differentiate the plain product
+            return replay_backward(_weight_product, (w, b), ctx.needs_input_grad[:2], grad, transpose) + (None,)
+        grad_w = grad_b = None
+        if ctx.needs_input_grad[0]:
+            grad_w = b @ grad.transpose(-1, -2) if transpose else grad @ b.transpose(-1, -2)
+        if ctx.needs_input_grad[1]:
+            grad_b = w @ grad if transpose else w.transpose(-1, -2) @ grad
+        return grad_w, grad_b, None
+
+
+def _weight_product(w: torch.Tensor, b: torch.Tensor, transpose: bool) -> torch.Tensor:
+    """:class:`_WeightProduct` as a plain product."""
+    return (w.transpose(-1, -2) if transpose else w) @ b
+
+
+def _fold_matmul_transposed(v: torch.Tensor, weight: torch.Tensor, transpose: bool = False) -> torch.Tensor:
+    r""":math:`v\,M` with :math:`M` = ``weight`` (or its transpose with ``transpose``) as in :func:`_fold_matmul`,
+    computed as :math:`(M^\top v^\top)^\top` with the leading dimensions of ``v`` folded into the columns of
+    :math:`v^\top`: for rows ``v`` that are the transpose of a row-major tensor (``v.stride(-2) == 1``, e.g. the value
+    channels of tokens), whose copy into :func:`_fold_matmul`'s layout is a strided gather while this one copies whole
+    rows. Returns a transposed view. Without leading dimensions the product is a :class:`_WeightProduct` of ``weight``
+    itself (a fresh derivative for it, not one through transposed views), when ``weight`` needs a gradient."""
+    mat = weight.transpose(-1, -2) if transpose else weight
     k = mat.ndim - 2
     n_lead = v.ndim - 2 - k
     vt = v.transpose(-1, -2)  # (*lead, *batch_k, n, S)
-    mat_t = mat.transpose(-1, -2)
     if n_lead <= 0:
-        return (mat_t @ vt).transpose(-1, -2)
+        if (weight.requires_grad and torch.is_grad_enabled() and weight.shape[:-2] == vt.shape[:-2]
+                and not torch.is_autocast_enabled(weight.device.type)):
+            # Mᵀ vᵀ = Wᵀ vᵀ, or W vᵀ for M = Wᵀ
+            return _WeightProduct.apply(weight, vt, not transpose).transpose(-1, -2)
+        return (mat.transpose(-1, -2) @ vt).transpose(-1, -2)
+    mat_t = mat.transpose(-1, -2)
     lead = tuple(vt.shape[:n_lead])
     batch_k = tuple(mat.shape[:-2])
     perm = tuple(range(n_lead, n_lead + k)) + (n_lead + k,) + tuple(range(n_lead)) + (n_lead + k + 1,)
@@ -373,13 +414,13 @@ class DenseOperator:
         transposed = self._signals_transposed
         if self._blocks is None or not self.stacked:
             if transposed and u.ndim == self._base.ndim:
-                return _fold_matmul_transposed(u, self._base.transpose(-1, -2))
+                return _fold_matmul_transposed(u, self._base, transpose=True)
             return self._apply(self._base.transpose(-1, -2), u)
         parts = u.split([int(b.shape[-1]) for b in self._blocks], dim=-1)
-        fold = _fold_matmul_transposed if transposed else _fold_matmul
         out = None
         for block, part in zip(self._blocks, parts):
-            z = fold(part, block.transpose(-1, -2))
+            z = (_fold_matmul_transposed(part, block, transpose=True) if transposed
+                 else _fold_matmul(part, block.transpose(-1, -2)))
             out = z if out is None else out + z
         return out
 

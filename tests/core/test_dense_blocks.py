@@ -123,3 +123,21 @@ def test_transposed_signals_give_the_same_products_and_derivatives(seed, images,
         results.append([b.detach(), z.detach(), dynamic.grad, static.grad, scale.grad, values.grad])
     for a, c in zip(*results):
         torch.testing.assert_close(a, c, rtol=1e-12, atol=1e-12)
+
+
+@pytest.mark.parametrize("transpose", [False, True])
+def test_weight_product_gives_the_weight_a_fresh_derivative(transpose):
+    """Products of transposed signals with a batch of matrices hand the matrices a derivative that is not a view (so
+    that autograd can add a dictionary's other derivatives into it in place), with the plain product's values and
+    first and second derivatives."""
+    from sparsecode.dictionaries.dense import _WeightProduct
+
+    g = torch.Generator().manual_seed(0)
+    w = torch.randn(2, 3, 5, 4, generator=g, dtype=torch.float64, requires_grad=True)
+    b = torch.randn(2, 3, 5 if transpose else 4, 6, generator=g, dtype=torch.float64, requires_grad=True)
+    out = _WeightProduct.apply(w, b, transpose)
+    torch.testing.assert_close(out, (w.transpose(-1, -2) if transpose else w) @ b, rtol=1e-14, atol=1e-14)
+    grad_w = torch.autograd.grad(out, w, torch.ones_like(out))[0]
+    assert grad_w._base is None and grad_w.is_contiguous()
+    assert torch.autograd.gradcheck(lambda w, b: _WeightProduct.apply(w, b, transpose), (w, b))
+    assert torch.autograd.gradgradcheck(lambda w, b: _WeightProduct.apply(w, b, transpose), (w, b))
