@@ -176,19 +176,21 @@ def _fold_matmul(v: torch.Tensor, mat: torch.Tensor) -> torch.Tensor:
 
 
 class _WeightProduct(torch.autograd.Function):
-    r""":math:`W^\top B` (``transpose``) or :math:`W B` for batched matrices of one batch shape, whose derivative in
-    :math:`W` is a fresh tensor (a ``matmul`` result). Autograd through a batched ``matmul`` hands back the input's
-    derivative as a view of the folded product, and autograd never accumulates the derivatives of a tensor used in
-    several products (a dictionary's atoms: Gram matrix, encode, decode) into a view: it allocates their sum. With
-    this product's derivative first, the others are added into it in place. Backward: :math:`\bar W = B \bar Y^\top`
-    or :math:`\bar Y B^\top`, :math:`\bar B = W \bar Y` or :math:`W^\top \bar Y`; a backward pass that is itself
-    differentiated goes through the plain product (:mod:`sparsecode._replay`)."""
+    r""":math:`W_k^\top B_k` (``transpose``) or :math:`W_k B_k` for a batch of matrices ``w`` ``(*batch, n, m)`` and
+    ``b`` folded to ``(K, ·, ·)``, ``K`` = prod(batch) (a view or, for a strided ``b``, a compact copy: what a batched
+    ``matmul`` folds and keeps), returning ``(K, ·, ·)``, such that the derivative in ``w`` is a fresh tensor of
+    ``w``'s shape. Autograd through a batched ``matmul`` hands back the input's derivative as a view of the folded
+    product, and autograd never accumulates the derivatives of a tensor used in several products (a dictionary's
+    atoms: Gram matrix, encode, decode) into a view: it allocates their sum. With this product's derivative first, the
+    others are added into it in place. Backward: :math:`\bar W_k = B_k \bar Y_k^\top` or :math:`\bar Y_k B_k^\top`,
+    :math:`\bar B_k = W_k \bar Y_k` or :math:`W_k^\top \bar Y_k`; a backward pass that is itself differentiated goes
+    through the plain product (:mod:`sparsecode._replay`)."""
 
     @staticmethod
     def forward(ctx, w: torch.Tensor, b: torch.Tensor, transpose: bool) -> torch.Tensor:
         ctx.save_for_backward(w, b)
         ctx.transpose = transpose
-        return (w.transpose(-1, -2) if transpose else w) @ b
+        return _weight_product(w, b, transpose)
 
     @staticmethod
     def backward(ctx, grad: torch.Tensor):
@@ -196,17 +198,23 @@ class _WeightProduct(torch.autograd.Function):
         transpose = ctx.transpose
         if torch.is_grad_enabled():  # a graph of the backward is wanted: differentiate the plain product
             return replay_backward(_weight_product, (w, b), ctx.needs_input_grad[:2], grad, transpose) + (None,)
+        w3 = w.reshape(b.shape[:1] + tuple(w.shape[-2:]))
         grad_w = grad_b = None
-        if ctx.needs_input_grad[0]:
-            grad_w = b @ grad.transpose(-1, -2) if transpose else grad @ b.transpose(-1, -2)
+        if ctx.needs_input_grad[0]:  # written into a tensor of W's own shape, not a view of a folded product
+            grad_w = torch.empty(w.shape, dtype=w.dtype, device=w.device)
+            if transpose:
+                torch.bmm(b, grad.transpose(-1, -2), out=grad_w.view(w3.shape))
+            else:
+                torch.bmm(grad, b.transpose(-1, -2), out=grad_w.view(w3.shape))
         if ctx.needs_input_grad[1]:
-            grad_b = w @ grad if transpose else w.transpose(-1, -2) @ grad
+            grad_b = torch.bmm(w3 if transpose else w3.transpose(-1, -2), grad)
         return grad_w, grad_b, None
 
 
 def _weight_product(w: torch.Tensor, b: torch.Tensor, transpose: bool) -> torch.Tensor:
-    """:class:`_WeightProduct` as a plain product."""
-    return (w.transpose(-1, -2) if transpose else w) @ b
+    """:class:`_WeightProduct` as a plain product of the folded matrices."""
+    w3 = w.reshape(b.shape[:1] + tuple(w.shape[-2:]))
+    return torch.bmm(w3.transpose(-1, -2) if transpose else w3, b)
 
 
 def _fold_matmul_transposed(v: torch.Tensor, weight: torch.Tensor, transpose: bool = False) -> torch.Tensor:
@@ -223,8 +231,10 @@ def _fold_matmul_transposed(v: torch.Tensor, weight: torch.Tensor, transpose: bo
     if n_lead <= 0:
         if (weight.requires_grad and torch.is_grad_enabled() and weight.shape[:-2] == vt.shape[:-2]
                 and not torch.is_autocast_enabled(weight.device.type)):
-            # Mᵀ vᵀ = Wᵀ vᵀ, or W vᵀ for M = Wᵀ
-            return _WeightProduct.apply(weight, vt, not transpose).transpose(-1, -2)
+            # Mᵀ vᵀ = Wᵀ vᵀ, or W vᵀ for M = Wᵀ, on the folded signals (a view, or a compact copy of strided ones)
+            folded = vt.reshape((-1,) + tuple(vt.shape[-2:]))
+            out = _WeightProduct.apply(weight, folded, not transpose)
+            return out.view(tuple(vt.shape[:-2]) + tuple(out.shape[-2:])).transpose(-1, -2)
         return (mat.transpose(-1, -2) @ vt).transpose(-1, -2)
     mat_t = mat.transpose(-1, -2)
     lead = tuple(vt.shape[:n_lead])

@@ -134,9 +134,10 @@ def test_weight_product_gives_the_weight_a_fresh_derivative(transpose):
 
     g = torch.Generator().manual_seed(0)
     w = torch.randn(2, 3, 5, 4, generator=g, dtype=torch.float64, requires_grad=True)
-    b = torch.randn(2, 3, 5 if transpose else 4, 6, generator=g, dtype=torch.float64, requires_grad=True)
+    b = torch.randn(6, 5 if transpose else 4, 6, generator=g, dtype=torch.float64, requires_grad=True)  # folded
     out = _WeightProduct.apply(w, b, transpose)
-    torch.testing.assert_close(out, (w.transpose(-1, -2) if transpose else w) @ b, rtol=1e-14, atol=1e-14)
+    expected = (w.transpose(-1, -2) if transpose else w) @ b.reshape(2, 3, *b.shape[-2:])
+    torch.testing.assert_close(out, expected.reshape(out.shape), rtol=1e-14, atol=1e-14)
     grad_w = torch.autograd.grad(out, w, torch.ones_like(out))[0]
     assert grad_w._base is None and grad_w.is_contiguous()
     assert torch.autograd.gradcheck(lambda w, b: _WeightProduct.apply(w, b, transpose), (w, b))
