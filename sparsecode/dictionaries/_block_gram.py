@@ -20,6 +20,7 @@ is itself differentiated replays that composition (:mod:`sparsecode._replay`).
 """
 from __future__ import annotations
 
+import math
 from typing import Sequence
 
 import torch
@@ -70,12 +71,7 @@ def _layout(weights: Sequence[torch.Tensor], batch: tuple[int, ...]) -> tuple[in
     inner_shape = suffixes.pop() if suffixes else tuple(batch)
     if len(inner_shape) > len(batch) or tuple(batch[len(batch) - len(inner_shape):]) != inner_shape:
         return None
-    inner = 1
-    for n in inner_shape:
-        inner *= n
-    total = 1
-    for n in batch:
-        total *= n
+    inner, total = math.prod(inner_shape), math.prod(batch)
     if inner == 0 or total == 0:
         return None
     return total // inner, inner, tuple(tuple(w.shape[:-2]) != tuple(batch) for w in weights)

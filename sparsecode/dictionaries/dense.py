@@ -121,8 +121,8 @@ class _ScaledStepMatrix(torch.autograd.Function):
     One full-size pass forward (the scaled Gram :math:`DRD` is never formed) and, backward,
     :math:`\partial R = -\partial M \odot t t^\top` and
     :math:`\partial t = -(E + E^\top) t` with :math:`E = \partial M \odot R`; autograd through the scaling, the
-    division and the subtraction takes about three times as many full-size passes and temporaries. A backward pass that is
-itself differentiated goes through the plain formula (:mod:`sparsecode._replay`)."""
+    division and the subtraction takes about three times as many full-size passes and temporaries. A backward pass
+    that is itself differentiated goes through the plain formula (:mod:`sparsecode._replay`)."""
 
     @staticmethod
     def forward(ctx, raw: torch.Tensor, scale: torch.Tensor, inv_sqrt_L: torch.Tensor) -> torch.Tensor:

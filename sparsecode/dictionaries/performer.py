@@ -70,7 +70,8 @@ def positive_random_features(x: torch.Tensor, projection: torch.Tensor,
     return (x @ projection + neg_offset).exp_()  # in place on the sum's fresh buffer (its backward needs neither)
 
 
-def normalized_positive_features(tokens: torch.Tensor, projection: torch.Tensor, scale: float = 1.0) -> torch.Tensor:
+def _normalized_positive_features(tokens: torch.Tensor, projection: torch.Tensor,
+                                  scale: float = 1.0) -> torch.Tensor:
     r""":math:`\phi(x)` of the tokens normalised and scaled, :math:`x = \alpha\, t/\max(\|t\|, \epsilon)`, as
     differentiable operations: :math:`\rho = \alpha/\sqrt{\max(\|t\|^2, \epsilon^2)}` and :math:`\|x\|^2 =
     \|t\|^2\rho^2` from the same per-token sums (no second pass over the tokens).
@@ -88,7 +89,7 @@ def normalized_positive_features(tokens: torch.Tensor, projection: torch.Tensor,
 
 
 class _NormalizedPositiveFeatures(torch.autograd.Function):
-    r""":func:`normalized_positive_features` as one node. With :math:`s = \|t\|^2`, :math:`\rho = \alpha/\sqrt{\max(s,
+    r""":func:`_normalized_positive_features` as one node. With :math:`s = \|t\|^2`, :math:`\rho = \alpha/\sqrt{\max(s,
     \epsilon^2)}`, :math:`\hat x = \rho\, t` and :math:`\Phi = \exp(\hat x W + c)`, :math:`c = -\tfrac12 s\rho^2 -
     \tfrac12\log m`:
 
@@ -120,7 +121,7 @@ class _NormalizedPositiveFeatures(torch.autograd.Function):
     def backward(ctx, grad: torch.Tensor):
         tokens, rho, sums, projection, features = ctx.saved_tensors
         if torch.is_grad_enabled():  # a graph of the backward is wanted: differentiate the composition
-            return replay_backward(normalized_positive_features, (tokens, projection), ctx.needs_input_grad[:2],
+            return replay_backward(_normalized_positive_features, (tokens, projection), ctx.needs_input_grad[:2],
                                    grad, ctx.scale) + (None,)
         grad_y = grad * features
         p = torch.matmul(grad_y, projection.transpose(-1, -2))
@@ -209,7 +210,7 @@ class PerformerDictionary(Dictionary):
         if self.normalize_input and tokens.dtype in (torch.float32, torch.float64):
             if (projection.requires_grad or not torch.is_grad_enabled()
                     or torch.is_autocast_enabled(tokens.device.type)):
-                return normalized_positive_features(tokens, projection, self.input_scale)
+                return _normalized_positive_features(tokens, projection, self.input_scale)
             # contiguous tokens (often a strided view of a larger projection output): the node keeps this copy, not
             # the whole projection output, and reads it in one layout
             return _NormalizedPositiveFeatures.apply(tokens.contiguous(), projection, self.input_scale)

@@ -328,6 +328,16 @@ class Solver(nn.Module, abc.ABC):
         solves without ``tol``, trace, ``grad_steps`` or ``compile_step``, with autograd recording."""
         return None
 
+    def _fixed_steps_result(self, x: torch.Tensor, code: torch.Tensor) -> SolveResult:
+        """The result of a fused solve of ``max_iter`` steps: the counters the loop reports for it (every sample ran
+        every step, none is declared converged), the code as the final state."""
+        n_samples = x.shape[0]
+        return SolveResult(code=code, n_iter=self.max_iter,
+                           converged=torch.zeros(n_samples, dtype=torch.bool, device=x.device),
+                           n_iter_per_sample=torch.full((n_samples,), self.max_iter, dtype=torch.long,
+                                                        device=x.device),
+                           state={"u": code})
+
     def _optimal_at_start(self, b: torch.Tensor, threshold: Threshold, L: torch.Tensor,
                           state: State) -> torch.Tensor:
         r"""Per sample, whether the starting code is 0 and satisfies the KKT conditions exactly there (the gradient

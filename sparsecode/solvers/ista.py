@@ -66,9 +66,4 @@ class ISTA(Solver):
             if not any(v.requires_grad for v in (u0, m, c, t)):
                 return None
             code = unrolled_soft_ista(u0, m, c, t, self.max_iter)
-        n_samples = x.shape[0]
-        return SolveResult(code=code, n_iter=self.max_iter,
-                           converged=torch.zeros(n_samples, dtype=torch.bool, device=x.device),
-                           n_iter_per_sample=torch.full((n_samples,), self.max_iter, dtype=torch.long,
-                                                        device=x.device),
-                           state={"u": code})
+        return self._fixed_steps_result(x, code)

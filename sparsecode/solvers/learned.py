@@ -239,12 +239,7 @@ class LearnedISTA(Solver):
             return None
         fused = unrolled_smooth_ista if type(threshold) is SmoothSoftThreshold else unrolled_soft_ista
         code = fused(u0, matrices, offsets, thr, self.max_iter)
-        n_samples = x.shape[0]
-        return SolveResult(code=code, n_iter=self.max_iter,
-                           converged=torch.zeros(n_samples, dtype=torch.bool, device=x.device),
-                           n_iter_per_sample=torch.full((n_samples,), self.max_iter, dtype=torch.long,
-                                                        device=x.device),
-                           state={"u": code})
+        return self._fixed_steps_result(x, code)
 
     def solve(self, op, x, threshold, *, init=None, trace=False, grad_steps=None) -> SolveResult:
         """Run the learned iteration on a dense bound operator (see the module docstring)."""

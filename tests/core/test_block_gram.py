@@ -39,8 +39,7 @@ def test_block_gram_is_the_gram_of_the_concatenation(shapes, batch):
 
 @pytest.mark.parametrize("shapes,batch", LAYOUTS)
 def test_block_gram_has_exact_first_and_second_derivatives(shapes, batch):
-    parts = _parts([tuple(min(n, 3) if k < len(s) - 2 else n for k, n in enumerate(s)) for s in shapes], 1)
-    batch = tuple(min(n, 3) for n in batch)
+    parts = _parts(shapes, 1)
     assert torch.autograd.gradcheck(lambda *p: block_gram(p, batch), parts)
     assert torch.autograd.gradcheck(lambda *p: block_gram(p, batch)[1], parts)  # the diagonal alone
     assert torch.autograd.gradgradcheck(lambda *p: block_gram(p, batch), parts)

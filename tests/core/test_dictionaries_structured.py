@@ -321,7 +321,7 @@ def test_normalised_features_node_has_exact_first_and_second_derivatives(scale):
     composition's values and derivatives, for strided tokens (a view of a larger projection, as in the mixers),
     zero and tiny tokens (the clamped norm), and second derivatives through a replay of the composition."""
     from sparsecode import PerformerDictionary
-    from sparsecode.dictionaries.performer import _NormalizedPositiveFeatures, normalized_positive_features
+    from sparsecode.dictionaries.performer import _NormalizedPositiveFeatures, _normalized_positive_features
 
     g = torch.Generator().manual_seed(3)
     d = PerformerDictionary(3, 4, 5, normalize_input=True, input_scale=scale, generator=g).double()
@@ -334,7 +334,7 @@ def test_normalised_features_node_has_exact_first_and_second_derivatives(scale):
     weights = torch.randn(2, 3, 6, 5, generator=g, dtype=torch.float64)
     fused = d.features(tokens)
     grad_fused = torch.autograd.grad((fused * weights).sum(), projected)[0]
-    reference = normalized_positive_features(tokens, d.projection, scale)
+    reference = _normalized_positive_features(tokens, d.projection, scale)
     grad_reference = torch.autograd.grad((reference * weights).sum(), projected)[0]
     torch.testing.assert_close(fused, reference, rtol=1e-13, atol=1e-15)
     torch.testing.assert_close(grad_fused, grad_reference, rtol=1e-11, atol=1e-13)
@@ -353,12 +353,12 @@ def test_normalised_features_take_the_composition_where_the_node_does_not_apply(
     """Without a graph, with a projection that needs a gradient, or under autocast, the features are the composition:
     the same numbers."""
     from sparsecode import PerformerDictionary
-    from sparsecode.dictionaries.performer import normalized_positive_features
+    from sparsecode.dictionaries.performer import _normalized_positive_features
 
     g = torch.Generator().manual_seed(4)
     d = PerformerDictionary(2, 4, 6, normalize_input=True, generator=g)
     tokens = torch.randn(2, 2, 5, 4, generator=g, requires_grad=True)
-    expected = normalized_positive_features(tokens, d.projection).detach()
+    expected = _normalized_positive_features(tokens, d.projection).detach()
     with torch.no_grad():
         torch.testing.assert_close(d.features(tokens), expected)
     projection = d.projection.clone().requires_grad_()

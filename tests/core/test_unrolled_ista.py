@@ -266,11 +266,9 @@ def test_smooth_node_gradients_equal_autograd_through_the_steps(seed, n_steps, l
 
 def test_learned_ista_takes_the_node_only_for_one_shared_plan_entry():
     g = _gen(12)
-    weight = torch.randn(2, 10, 6, generator=g, dtype=F64)
     op_dictionary = PerformerDictionary(2, 4, 6, normalize_input=True, normalize_atoms=True, generator=g).double()
     x = torch.randn(3, 2, 4, 10, generator=g, dtype=F64)
     q = torch.randn(3, 2, 10, 4, generator=g, dtype=F64, requires_grad=True)
-    del weight
     for threshold, per_step, expected in ((SmoothSoftThreshold, False, "_UnrolledSmoothISTABackward"),
                                           (SoftThreshold, False, "_UnrolledSoftISTABackward"),
                                           (SmoothSoftThreshold, True, None)):
